@@ -21,7 +21,9 @@ zero when a packet enters the datapath and never part of a megaflow
 (``PACKET_MASK`` keeps only packet bits).
 
 Semantics follow OVS's ``struct flow``:
-- ``vlan_tci`` has the CFI bit (0x1000) set when a tag is present.
+- ``vlan_tci`` has the CFI bit (0x1000) set when a tag is present;
+  ``vlan_tpid`` is that tag's TPID (0x8100 or 0x88a8), 0 when untagged.  It is
+  not a match field: xlate needs it to re-create a tag it pops and pushes.
 - ARP: ``arp_op`` lives in ``nw_proto`` (when the opcode fits a byte),
   ``arp_spa``/``arp_tpa`` in ``nw_src``/``nw_dst``.
 - IPv6: ``nw_tos`` is the traffic class, ``nw_ttl`` the hop limit,
@@ -72,7 +74,8 @@ _FIELDS = [
     Field("tp_src", _wire(34, 2), 16),
     Field("tp_dst", _wire(36, 2), 16),
     Field("in_port", _wire(38, 2), 16),  # wire: TCP sequence number
-    Field("vlan_tci", _wire(40, 2), 16),  # wire: TCP sequence number
+    Field("vlan_tci", _wire(40, 2), 16),  # wire: TCP acknowledgement
+    Field("vlan_tpid", _wire(42, 2), 16),  # wire: TCP acknowledgement
     Field("tcp_flags", _wire(46, 2), 12),  # wire: TCP data offset + flags
     # -- other frame shapes -------------------------------------------------
     Field("arp_sha", IMAGE_BITS, 48),

@@ -1,0 +1,39 @@
+# ovsd: `make run` sets up and starts the switch; `make test` sets up and runs the tests.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= configs/ovsd.toml
+PYTEST_ARGS ?=
+
+.PHONY: all setup host-deps run test bench clean
+
+all: setup
+
+# Debian packages the switch and its tests need (as root; skipped when present).
+host-deps:
+	@bash scripts/host-deps.sh
+
+$(BIN)/ovsd: pyproject.toml
+	@if ! $(PY) -m venv --help >/dev/null 2>&1 || ! $(PY) -c 'import ensurepip' 2>/dev/null; then \
+		bash scripts/host-deps.sh python; fi
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+setup: host-deps $(BIN)/ovsd
+
+run: setup
+	$(BIN)/ovsd --config $(CONFIG)
+
+# Exit status 5 means pytest collected nothing: never call that green.
+test: setup
+	$(BIN)/pytest -q $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+bench: setup
+	$(BIN)/python -m bench $(SCENARIO)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
