@@ -158,16 +158,13 @@ class Xlate:
         rule, wc = self.ofproto.tables[table_id].lookup(lookup_key)
         self.wc |= wc
         saved_trace = self._trace
+        if saved_trace is not None:
+            text = self._rule_text(rule) if rule is not None else "No match."
+            self._trace = self._report(TABLE, f"{table_id:2d}. {text}").subs
         if rule is None:
-            node = self._report(TABLE, f"{table_id:2d}. No match.")
-            if node is not None:
-                self._trace = node.subs
             self._report(ACTION, "drop")
         else:
             self.rules.append(rule)
-            node = self._report(TABLE, f"{table_id:2d}. {self._rule_text(rule)}")
-            if node is not None:
-                self._trace = node.subs
             if not top:
                 self.resubmits += 1
             deepens = not top and table_id <= old_table
