@@ -59,8 +59,12 @@ class Datapath:
     def add_port(self, name: str, netdev: Netdev, port_no: int | None = None) -> int:
         if name in self._by_name:
             raise DatapathError(f"datapath already has a port named {name}")
-        if port_no is None or port_no in self.ports:
-            port_no = next(n for n in range(1, MAX_PORTS) if n not in self.ports)
+        if port_no is None:
+            port_no = 1
+        if port_no in self.ports:
+            free = (n for n in range(port_no, MAX_PORTS) if n not in self.ports)
+            port_no = next(free, None) or next(n for n in range(1, MAX_PORTS)
+                                               if n not in self.ports)
         port = DpPort(port_no, name, netdev)
         self.ports[port_no] = port
         self._by_name[name] = port

@@ -19,6 +19,7 @@ from ovsd.packet import key as K
 
 log = logging.getLogger(__name__)
 
+LOCAL_ODP_BASE = 100
 _IN_PORT_MASK = K.FIELDS["in_port"].mask
 _IN_PORT_SHIFT = K.FIELDS["in_port"].offset
 
@@ -40,8 +41,9 @@ class Backer:
 
     def add_port(self, ofproto: Ofproto, port: OfPort, netdev: Netdev) -> OfPort:
         """Put ``netdev`` in the datapath and on the bridge; the datapath
-        number follows the OpenFlow number when that one is free."""
-        preferred = port.ofport if port.ofport < 0xFF00 else None
+        number follows the OpenFlow number when that one is free (reserved
+        ports such as LOCAL get numbers from 100 up, as OVS's dummy datapath)."""
+        preferred = port.ofport if port.ofport < 0xFF00 else LOCAL_ODP_BASE
         port.odp_port = self.dp.add_port(port.name, netdev, preferred)
         self._by_odp[port.odp_port] = (ofproto, port.ofport)
         ofproto.add_port(port)

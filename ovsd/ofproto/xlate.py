@@ -176,7 +176,7 @@ class Xlate:
 
     def _rule_text(self, rule) -> str:
         from ovsd.ofproto.match import format_match
-        text = format_match(rule.match, port_namer=self.ofproto.port_name)
+        text = format_match(rule.match)
         text = f"{text}, priority {rule.priority}" if text else f"priority {rule.priority}"
         if rule.cookie:
             text += f", cookie {rule.cookie:#x}"
@@ -192,7 +192,7 @@ class Xlate:
             if self.exit:
                 return
             if self._trace is not None:
-                self._report(ACTION, A.format_action(a, self.ofproto.port_name))
+                self._report(ACTION, A.format_action(a))
             handler = _HANDLERS.get(type(a))
             if handler is None:
                 self._report(WARN, f"action {type(a).__name__} is not supported, ignored")

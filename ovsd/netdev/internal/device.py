@@ -4,7 +4,9 @@
 Frames the switch sends on the port arrive in the host's network stack on the
 tap interface; frames the host sends out of it enter the switch.  The control
 process reads the tap when it is readable (``fileno``), so an idle port costs
-nothing.
+nothing.  As in OVS, the interface is created administratively down: the host
+brings it up (``ip link set br0 up``) when it wants to use it, and until then
+frames sent to it are dropped and the kernel sends nothing into the switch.
 """
 
 from __future__ import annotations
@@ -47,18 +49,6 @@ class InternalNetdev(Netdev):
                     if e.errno in (errno.EBUSY, errno.EINVAL, errno.EEXIST) else "")
             raise NetdevError(f"internal port {name}: cannot create tap device: "
                               f"{e.strerror}{hint}") from None
-        self._set_up()
-
-    def _set_up(self) -> None:
-        # Bring the interface up so the host can use it, as OVS does.
-        try:
-            from pyroute2 import IPRoute
-            with IPRoute() as ipr:
-                idx = ipr.link_lookup(ifname=self.name)
-                if idx:
-                    ipr.link("set", index=idx[0], state="up")
-        except Exception:  # the port still works; the host just sees it down
-            pass
 
     def fileno(self) -> int:
         return self._fd

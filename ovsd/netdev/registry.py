@@ -1,0 +1,49 @@
+"""Port types by name, as Interface.type spells them."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ovsd.netdev.base import Netdev, NetdevError
+
+
+def _dummy(name: str, options: dict[str, str]) -> Netdev:
+    from ovsd.netdev.dummy.device import DummyNetdev
+    return DummyNetdev(name, options)
+
+
+def _internal(name: str, options: dict[str, str]) -> Netdev:
+    from ovsd.netdev.internal.device import InternalNetdev
+    return InternalNetdev(name, options)
+
+
+TYPES: dict[str, Callable[[str, dict[str, str]], Netdev]] = {
+    "dummy": _dummy,
+    "internal": _internal,
+}
+
+# Types OVS knows that this ovsd cannot open: a clear error, not "unknown".
+NOT_AVAILABLE = {
+    "system": "AF_PACKET (system) ports",
+    "afxdp": "AF_XDP ports",
+    "dpdkvhostuser": "vhost-user ports",
+    "dpdkvhostuserclient": "vhost-user ports",
+}
+
+
+def iface_types() -> list[str]:
+    return sorted(TYPES)
+
+
+def open_netdev(type_: str, name: str, options: dict[str, str]) -> Netdev:
+    """A new netdev of Interface type ``type_`` ("" means "system", as in OVS)."""
+    kind = type_ or "system"
+    factory = TYPES.get(kind)
+    if factory is None:
+        if kind in NOT_AVAILABLE:
+            raise NetdevError(f"{NOT_AVAILABLE[kind]} (type={kind}) are not "
+                              f"available in this ovsd yet; available types: "
+                              f"{', '.join(iface_types())}")
+        raise NetdevError(f"unknown interface type {kind!r}; available types: "
+                          f"{', '.join(iface_types())}")
+    return factory(name, options)

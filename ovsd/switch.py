@@ -1,0 +1,363 @@
+"""The running switch: the database, the bridges, the datapath, and the loop
+that keeps them in step.
+
+Every committed user change to the database triggers ``reconfigure`` (the
+counterpart of ovs-vswitchd's bridge_reconfigure), which makes bridges and
+ports match the database and writes back what it learned (``ofport``,
+``error``, link state, ``cur_cfg``).  OpenFlow rules live in the bridges and
+are saved beside the tables in the same database file after every change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+from ovsd.config import Config
+from ovsd.db.store import Database, DatabaseError, DatabaseLoadError, DatabaseLockedError
+from ovsd.netdev.base import Netdev, NetdevError
+from ovsd.netdev.registry import iface_types, open_netdev
+from ovsd.ofproto.backer import Backer
+from ovsd.ofproto.fields import OFPP_LOCAL, OFPP_MAX
+from ovsd.ofproto.flow_syntax import parse_flow
+from ovsd.ofproto.normal_vlan import PortVlan
+from ovsd.ofproto.ofproto import OfPort, Ofproto
+from ovsd.ofproto.persist import PersistError, decode_bridges, encode_bridges
+
+log = logging.getLogger(__name__)
+
+VERSION = "0.1.0"
+DEFAULT_FLOW = "priority=0,actions=NORMAL"
+EXPIRY_INTERVAL = 1.0
+STATS_INTERVAL = 5.0
+
+
+class StartupError(Exception):
+    pass
+
+
+@dataclass(eq=False)
+class Iface:
+    """A port the switch has opened (or tried to)."""
+
+    name: str
+    bridge: str
+    type: str
+    options: dict
+    netdev: Netdev | None = None
+    ofport: int = -1
+    error: str | None = None
+
+
+def _options(row) -> dict[str, str]:
+    return dict(row["options"])
+
+
+class Switch:
+    def __init__(self, db: Database, cfg: Config | None = None):
+        self.db = db
+        self.cfg = cfg
+        self.backer = Backer()
+        self.ifaces: dict[str, Iface] = {}
+        self._stored_flows = self._load_flows()
+        self._readers: set[int] = set()
+        self._tasks: list[asyncio.Task] = []
+        self._server = None
+        self.started = time.time()
+        db.add_listener(self._on_commit)
+        self.reconfigure()
+
+    # -- opening ------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, cfg: Config) -> "Switch":
+        fresh = not os.path.exists(cfg.db_path)
+        try:
+            db = Database(cfg.db_path)
+        except DatabaseLockedError as e:
+            raise StartupError(f"{e}; is another ovsd using it?") from None
+        except DatabaseLoadError as e:
+            raise StartupError(f"{e}; move the file away to start with an empty "
+                               "configuration (it is not touched)") from None
+        except (DatabaseError, OSError) as e:
+            raise StartupError(f"cannot open the database {cfg.db_path}: {e}") from None
+        switch = cls(db, cfg)
+        if fresh:
+            switch.seed(cfg)
+        return switch
+
+    def seed(self, cfg: Config) -> None:
+        """Fill a fresh database from the configuration file."""
+        from ovsd.rpc import methods
+        if cfg.other_config:
+            with self.db.transaction() as txn:
+                root = txn.root_uuid
+                merged = {**txn.get("Open_vSwitch", root)["other_config"], **cfg.other_config}
+                txn.update("Open_vSwitch", root, {"other_config": merged})
+        for seed in cfg.bridges:
+            methods.add_bridge(self, seed.name)
+            if seed.flows != [DEFAULT_FLOW]:
+                ofproto = self.backer.bridges[seed.name]
+                for rule in list(ofproto.rules()):
+                    ofproto.tables[rule.table_id].remove(rule)
+                for text in seed.flows:
+                    ofproto.add_flow(parse_flow(text, "add", "OpenFlow13", ofproto.port_no))
+                self.save_flows()
+        log.info("fresh database seeded from the configuration: %d bridge(s)",
+                 len(cfg.bridges))
+
+    # -- flows ----------------------------------------------------------------------
+
+    def _load_flows(self) -> dict:
+        try:
+            return decode_bridges(self.db.get_aux("openflow"))
+        except PersistError as e:
+            raise StartupError(f"{self.db.path}: {e}") from None
+
+    def save_flows(self) -> None:
+        self.db.set_aux("openflow", encode_bridges(self.backer.bridges.values()))
+
+    # -- reconfiguration ----------------------------------------------------------------
+
+    def _on_commit(self, changes) -> None:
+        if changes.writeback or not changes.rows:
+            return
+        self.reconfigure()
+
+    def reconfigure(self) -> None:
+        """Make bridges and ports match the database, then report back."""
+        db = self.db
+        wanted: dict[str, dict] = {}
+        for br_row in db.rows("Bridge").values():
+            ports = {}
+            for port_uuid in br_row["ports"]:
+                port_row = db.get("Port", port_uuid)
+                if port_row is None:
+                    continue
+                vlan = PortVlan.from_port_columns(port_row["tag"], port_row["trunks"],
+                                                  port_row["vlan_mode"])
+                for iface_uuid in port_row["interfaces"]:
+                    iface_row = db.get("Interface", iface_uuid)
+                    if iface_row is not None:
+                        ports[iface_row["name"]] = (iface_uuid, iface_row, vlan)
+            wanted[br_row["name"]] = ports
+
+        for name in [b for b in self.backer.bridges if b not in wanted]:
+            self._del_bridge(name)
+        for name, ports in wanted.items():
+            ofproto = self.backer.bridges.get(name)
+            if ofproto is None:
+                ofproto = self._add_bridge(name)
+            for iface in [i for i in self.ifaces.values() if i.bridge == name]:
+                if iface.name not in ports:
+                    self._del_iface(iface)
+            for iname, (_, row, vlan) in ports.items():
+                self._sync_iface(ofproto, row, vlan)
+        self._write_back()
+
+    def _add_bridge(self, name: str) -> Ofproto:
+        ofproto = Ofproto(name)
+        self.backer.add_bridge(ofproto)
+        stored = self._stored_flows.pop(name, None)
+        if stored is None:
+            ofproto.add_flow(parse_flow(DEFAULT_FLOW, "add", "OpenFlow10", ofproto.port_no))
+        else:
+            for rule in stored:
+                ofproto.tables[rule.table_id].insert(rule)
+        log.info("bridge %s: created with %d flow(s)", name, ofproto.n_rules())
+        return ofproto
+
+    def _del_bridge(self, name: str) -> None:
+        for iface in [i for i in self.ifaces.values() if i.bridge == name]:
+            self._del_iface(iface)
+        self.backer.del_bridge(name)
+        log.info("bridge %s: deleted", name)
+
+    def _sync_iface(self, ofproto: Ofproto, row, vlan: PortVlan) -> None:
+        name, type_ = row["name"], row["type"] or "system"
+        options = _options(row)
+        iface = self.ifaces.get(name)
+        if iface is not None and (iface.bridge != ofproto.name or iface.type != type_):
+            self._del_iface(iface)
+            iface = None
+        if iface is None:
+            iface = Iface(name, ofproto.name, type_, options)
+            self.ifaces[name] = iface
+            self._open_iface(ofproto, iface, row, vlan)
+            return
+        if iface.netdev is None:
+            if options != iface.options or iface.error:
+                iface.options = options
+                self._open_iface(ofproto, iface, row, vlan)
+            return
+        if options != iface.options:
+            try:
+                iface.netdev.reconfigure(options)
+                iface.options = options
+                iface.error = None
+            except NetdevError as e:
+                iface.error = str(e)
+                log.warning("port %s: %s", name, e)
+        port = ofproto.ports.get(iface.ofport)
+        if port is not None and port.vlan != vlan:
+            port.vlan = vlan
+            ofproto.version += 1
+
+    def _open_iface(self, ofproto: Ofproto, iface: Iface, row, vlan: PortVlan) -> None:
+        try:
+            netdev = open_netdev(iface.type, iface.name, iface.options)
+        except NetdevError as e:
+            iface.error, iface.netdev, iface.ofport = str(e), None, -1
+            log.warning("port %s: %s", iface.name, e)
+            return
+        ofport = self._choose_ofport(ofproto, iface, row)
+        if ofport is None:
+            netdev.close()
+            iface.error = (f"ofport_request {row['ofport_request']} is already in use on "
+                           f"bridge {ofproto.name}")
+            iface.ofport = -1
+            log.warning("port %s: %s", iface.name, iface.error)
+            return
+        port = OfPort(ofport, iface.name, 0, iface.type, vlan)
+        self.backer.add_port(ofproto, port, netdev)
+        iface.netdev, iface.ofport, iface.error = netdev, ofport, None
+        self._watch(netdev, port.odp_port)
+        log.info("bridge %s: added port %s (type %s) as OpenFlow port %d",
+                 ofproto.name, iface.name, iface.type, ofport)
+
+    def _choose_ofport(self, ofproto: Ofproto, iface: Iface, row) -> int | None:
+        if iface.type == "internal" and iface.name == ofproto.name:
+            return OFPP_LOCAL
+        requested = row["ofport_request"]
+        if requested is not None:
+            return requested if requested not in ofproto.ports else None
+        current = row["ofport"]
+        if current is not None and 0 < current < OFPP_MAX and current not in ofproto.ports:
+            return current  # keep the number across restarts, as OVS does
+        taken = {r for r in (self._requested_ofports(ofproto.name))}
+        return next(n for n in range(1, OFPP_MAX)
+                    if n not in ofproto.ports and n not in taken)
+
+    def _requested_ofports(self, bridge: str) -> set[int]:
+        """Numbers other interfaces of the bridge ask for: never hand them out."""
+        out = set()
+        br_uuid = self.db.lookup("Bridge", bridge)
+        if br_uuid is None:
+            return out
+        for port_uuid in self.db.get("Bridge", br_uuid)["ports"]:
+            for iface_uuid in self.db.get("Port", port_uuid)["interfaces"]:
+                req = self.db.get("Interface", iface_uuid)["ofport_request"]
+                if req is not None:
+                    out.add(req)
+        return out
+
+    def _del_iface(self, iface: Iface) -> None:
+        self.ifaces.pop(iface.name, None)
+        if iface.netdev is None:
+            return
+        ofproto = self.backer.bridges.get(iface.bridge)
+        port = ofproto.ports.get(iface.ofport) if ofproto else None
+        if port is not None:
+            self._unwatch(port.odp_port, iface.netdev)
+            self.backer.del_port(ofproto, iface.ofport)
+        iface.netdev.close()
+        log.info("bridge %s: deleted port %s", iface.bridge, iface.name)
+
+    def _write_back(self) -> None:
+        db = self.db
+        updates = []
+        for uid, row in db.rows("Interface").items():
+            iface = self.ifaces.get(row["name"])
+            if iface is None:
+                continue
+            values = {"ofport": iface.ofport, "error": iface.error}
+            dev = iface.netdev
+            if dev is not None:
+                values.update(admin_state="up",
+                              link_state="up" if dev.link_up else "down",
+                              status=dev.status())
+                if dev.mac:
+                    values["mac_in_use"] = ":".join(f"{b:02x}" for b in dev.mac)
+            else:
+                values.update(admin_state="down", link_state="down")
+            updates.append(("Interface", uid, values))
+        root = db.root
+        updates.append(("Open_vSwitch", db.root_uuid, {
+            "cur_cfg": root["next_cfg"], "ovs_version": VERSION,
+            "iface_types": frozenset(iface_types()),
+            "datapath_types": frozenset({"netdev"})}))
+        db.writeback(updates)
+
+    def write_stats(self) -> None:
+        updates = []
+        for uid, row in self.db.rows("Interface").items():
+            iface = self.ifaces.get(row["name"])
+            if iface is not None and iface.netdev is not None:
+                updates.append(("Interface", uid,
+                                {"statistics": iface.netdev.stats.as_dict()}))
+        if updates:
+            self.db.writeback(updates)
+
+    # -- ports the control process polls -------------------------------------------------
+
+    def _watch(self, netdev: Netdev, odp_port: int) -> None:
+        fileno = getattr(netdev, "fileno", None)
+        if fileno is None or netdev.pmd_polled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not serving yet: start() registers it
+        loop.add_reader(fileno(), self._poll, odp_port)
+        self._readers.add(odp_port)
+
+    def _unwatch(self, odp_port: int, netdev: Netdev) -> None:
+        if odp_port in self._readers:
+            self._readers.discard(odp_port)
+            asyncio.get_running_loop().remove_reader(netdev.fileno())
+
+    def _poll(self, odp_port: int) -> None:
+        if odp_port in self.backer.dp.ports:
+            self.backer.dp.poll_port(odp_port)
+
+    # -- serving ---------------------------------------------------------------------------
+
+    async def start(self, sock_path: str) -> None:
+        from ovsd.rpc.methods import build_methods
+        from ovsd.rpc.server import RpcServer
+        for port in self.backer.dp.ports.values():
+            self._watch(port.netdev, port.port_no)
+        self._server = RpcServer(build_methods(self), sock_path)
+        await self._server.start()
+        self._tasks = [asyncio.create_task(self._periodic(EXPIRY_INTERVAL, self.expire)),
+                       asyncio.create_task(self._periodic(STATS_INTERVAL, self.write_stats))]
+
+    async def _periodic(self, interval: float, fn) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                fn()
+            except Exception:
+                log.exception("periodic task %s failed", fn.__name__)
+
+    def expire(self) -> None:
+        now = time.time()
+        changed = False
+        for ofproto in self.backer.bridges.values():
+            for rule, why in ofproto.expire(now):
+                changed = True
+                log.debug("bridge %s: flow expired (%s timeout)", ofproto.name, why)
+        if changed:
+            self.save_flows()
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        if self._server is not None:
+            await self._server.close()
+        for iface in list(self.ifaces.values()):
+            self._del_iface(iface)
+        self.db.close()
