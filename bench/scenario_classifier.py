@@ -136,6 +136,9 @@ def run() -> None:
                 continue
             rate = lookup_rate(n_rules, n_masks)
             print(f"{n_rules:>7} {n_masks:>6} {rate:>12,.0f} {1e6 / rate:>10.1f}")
+    from bench import classifier_lookup
+    print("\nthe classifier alone (bench/classifier_lookup.py):")
+    classifier_lookup.main(["--runs", str(RUNS)])
     parse, insert = add_flow_rates()
     print(f"\nadd-flow, 10,000-line file, in-process: parse {parse:,.0f} rules/s, "
           f"install {insert:,.0f} rules/s")

@@ -1,29 +1,47 @@
 """The datapath: ports by datapath port number, and the packet walk.
 
-    rx burst -> extract keys -> upcall (slow path) -> execute -> tx burst per port
+    rx burst -> extract keys -> EMC -> megaflow cache -> upcall (slow path)
+             -> execute per flow batch -> tx burst per port
 
-The upcall is a callable handed in by the daemon, ``upcall(key, frame) ->
-(actions, mask)``: the datapath never imports ofproto.  Ports whose netdev is
-not PMD-polled (dummy ports, injected frames) are processed here in the
-control process, as OVS's non-PMD thread does.
+The upcall is a callable handed in by the owner: ``upcall(key, frame) ->
+Upcall | None``; the datapath never imports ofproto.  ``generation`` is a
+callable returning a number that changes whenever the answers the slow path
+would give may have changed (a flow table, a port, a learned MAC): before
+each burst the datapath compares it and drops every cached flow if it moved,
+so no packet after a change is forwarded by a stale entry.
+
+Each PMD process has its own Datapath (its own caches); ports no PMD polls
+(dummy ports, injected frames) are run by the control process's Datapath, as
+OVS's non-PMD thread does.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import Callable
+import time
+from dataclasses import dataclass, field, fields
+from typing import Callable, NamedTuple
 
-from ovsd.dpif.execute import execute
+from ovsd.dpif.emc import Emc
+from ovsd.dpif.execute import execute_batch
+from ovsd.dpif.flow import DpFlow
+from ovsd.dpif.megaflow import MegaflowCache
 from ovsd.netdev.base import Netdev
 from ovsd.packet.parse import extract_keys
 
 log = logging.getLogger(__name__)
 
-Upcall = Callable[[int, bytes], tuple]
-
 MAX_PORTS = 65535
 BURST = 32
+
+
+class Upcall(NamedTuple):
+    """The slow path's answer for one missed key."""
+
+    actions: tuple
+    mask: int
+    rules: tuple = ()  # credited with the megaflow's packets
+    learned: tuple = ()  # NORMAL facts the megaflow keeps fresh while used
 
 
 class DatapathError(Exception):
@@ -32,11 +50,23 @@ class DatapathError(Exception):
 
 @dataclass
 class DpStats:
+    """The counters pmd-stats-show prints."""
+
     n_packets: int = 0
+    n_emc_hit: int = 0
+    n_megaflow_hit: int = 0
+    n_subtable_probes: int = 0
     n_upcalls: int = 0
+    n_lost: int = 0  # upcall failed: the packet was dropped
     n_userspace: int = 0  # packets a controller action would have sent up
     n_tx_unknown_port: int = 0
-    n_upcall_errors: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def clear(self) -> None:
+        for f in fields(self):
+            setattr(self, f.name, 0)
 
 
 @dataclass(eq=False)
@@ -44,15 +74,29 @@ class DpPort:
     port_no: int
     name: str
     netdev: Netdev
-    stats: dict = field(default_factory=dict)
 
 
 class Datapath:
-    def __init__(self, upcall: Upcall):
+    def __init__(self, upcall: Callable[[int, object], Upcall | None],
+                 generation: Callable[[], int] = lambda: 0,
+                 clock: Callable[[], float] = time.monotonic,
+                 on_flow_removed: Callable[[DpFlow], None] | None = None,
+                 eager_stats: bool = False):
         self.upcall = upcall
+        self.generation = generation
+        # Called for every flow leaving the cache, so that its last packets
+        # still reach the OpenFlow rules' counters; with ``eager_stats`` also
+        # after every burst (the control process, where traffic is light and
+        # counters should be exact at once).
+        self.on_flow_removed = on_flow_removed
+        self.eager_stats = eager_stats and on_flow_removed is not None
+        self.clock = clock
         self.ports: dict[int, DpPort] = {}
         self._by_name: dict[str, DpPort] = {}
         self.stats = DpStats()
+        self.emc = Emc()
+        self.megaflows = MegaflowCache()
+        self._seen_generation = generation()
 
     # -- ports ----------------------------------------------------------------
 
@@ -73,32 +117,94 @@ class Datapath:
     def del_port(self, port_no: int) -> Netdev:
         port = self.ports.pop(port_no)
         del self._by_name[port.name]
+        self.flush()
         return port.netdev
 
     def port_by_name(self, name: str) -> DpPort | None:
         return self._by_name.get(name)
 
+    # -- caches ---------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Forget every cached flow (revalidation by starting over)."""
+        if self.on_flow_removed is not None:
+            for f in self.megaflows.flows():
+                self.on_flow_removed(f)
+        self.megaflows.clear()
+        self.emc.clear()
+        self._seen_generation = self.generation()
+
+    def flows(self) -> list[DpFlow]:
+        return self.megaflows.flows()
+
+    def expire(self, max_idle: float) -> int:
+        """Remove megaflows idle for ``max_idle`` seconds; returns how many."""
+        cutoff = self.clock() - max_idle
+        old = [f for f in self.megaflows.flows() if max(f.used, f.created) < cutoff]
+        for f in old:
+            self.megaflows.remove(f)
+            if self.on_flow_removed is not None:
+                self.on_flow_removed(f)
+        return len(old)
+
     # -- the packet walk ----------------------------------------------------
 
     def process(self, in_port: int, frames: list) -> None:
         """Run one received burst to completion and transmit what it produced."""
-        keys = extract_keys(frames, in_port)
+        if self.generation() != self._seen_generation:
+            self.flush()
+        stats = self.stats
+        emc = self.emc.entries
+        lookup = self.megaflows.lookup
+        batches: dict[DpFlow, list] = {}
+        n_emc = n_mf = 0
+        for frame, key in zip(frames, extract_keys(frames, in_port)):
+            flow = emc.get(key)
+            if flow is None or flow.dead:
+                flow = lookup(key)
+                if flow is None:
+                    flow = self._miss(key, frame)
+                    if flow is None:
+                        continue
+                else:
+                    n_mf += 1
+                self.emc.maybe_insert(key, flow)
+            else:
+                n_emc += 1
+            batch = batches.get(flow)
+            if batch is None:
+                batches[flow] = [frame]
+            else:
+                batch.append(frame)
+        stats.n_packets += len(frames)
+        stats.n_emc_hit += n_emc
+        stats.n_megaflow_hit += n_mf
         outputs: dict[int, list] = {}
-        upcall = self.upcall
-        n_userspace = 0
-        for frame, key in zip(frames, keys):
-            try:
-                actions, _mask = upcall(key, frame)
-            except Exception:
-                # A bug in the slow path must cost one packet, not the switch.
-                log.exception("upcall failed; dropping the packet")
-                self.stats.n_upcall_errors += 1
-                continue
-            n_userspace += execute(frame, actions, outputs)
-        self.stats.n_packets += len(frames)
-        self.stats.n_upcalls += len(frames)
-        self.stats.n_userspace += n_userspace
+        now = self.clock()
+        for flow, batch in batches.items():
+            flow.n_packets += len(batch)
+            flow.n_bytes += sum(map(len, batch))
+            flow.used = now
+            stats.n_userspace += execute_batch(batch, flow.actions, outputs)
         self.transmit(outputs)
+        if self.eager_stats:
+            for flow in batches:
+                self.on_flow_removed(flow)
+
+    def _miss(self, key: int, frame) -> DpFlow | None:
+        self.stats.n_upcalls += 1
+        try:
+            up = self.upcall(key, frame)
+        except Exception:
+            # A bug in the slow path must cost one packet, not the switch.
+            log.exception("upcall failed; dropping the packet")
+            up = None
+        if up is None:
+            self.stats.n_lost += 1
+            return None
+        flow = DpFlow(key & up.mask, up.mask, up.actions, up.rules, up.learned,
+                      self.clock())
+        return self.megaflows.insert(flow)
 
     def transmit(self, outputs: dict[int, list]) -> None:
         for port_no, frames in outputs.items():
@@ -110,13 +216,17 @@ class Datapath:
             if sent < len(frames):
                 port.netdev.stats.tx_dropped += len(frames) - sent
 
-    def poll_port(self, port_no: int) -> int:
+    def poll_port(self, port_no: int, qid: int = 0) -> int:
         """Drain a non-PMD port's queue; returns the number of frames processed."""
         port = self.ports[port_no]
         total = 0
         while True:
-            frames = port.netdev.rx_burst(0, BURST)
+            frames = port.netdev.rx_burst(qid, BURST)
             if not frames:
                 return total
             self.process(port_no, frames)
             total += len(frames)
+
+    @property
+    def subtable_probes(self) -> int:
+        return self.megaflows.subtable_probes

@@ -3,7 +3,9 @@
 
 Every bridge's ports are ports of one datapath, numbered in one space; the
 backer maps a datapath port back to (bridge, OpenFlow port) and answers the
-datapath's upcalls by running xlate on that bridge.
+datapath's upcalls by running xlate on that bridge.  Its ``generation``
+moves whenever an answer may change (flow tables, ports, learned MACs), which
+is how datapaths know to drop their cached flows.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import logging
 import time
 
-from ovsd.dpif.datapath import Datapath
+from ovsd.dpif.datapath import Datapath, Upcall
+from ovsd.dpif.flow import DpFlow
 from ovsd.netdev.base import Netdev
 from ovsd.ofproto.ofproto import OfPort, Ofproto
 from ovsd.ofproto.xlate import XlateResult, xlate
@@ -26,18 +29,33 @@ _IN_PORT_SHIFT = K.FIELDS["in_port"].offset
 
 class Backer:
     def __init__(self):
-        self.dp = Datapath(self.upcall)
         self.bridges: dict[str, Ofproto] = {}
         self._by_odp: dict[int, tuple[Ofproto, int]] = {}
+        self._gen = 0
+        self.dp = Datapath(self.upcall, lambda: self.generation,
+                           on_flow_removed=self.credit_flow, eager_stats=True)
+
+    @property
+    def generation(self) -> int:
+        """Moves on every change that may change a forwarding decision."""
+        return self._gen + sum(o.version for o in self.bridges.values())
+
+    def changed(self) -> None:
+        self._gen += 1
 
     # -- bridges and ports --------------------------------------------------------
 
     def add_bridge(self, ofproto: Ofproto) -> None:
         self.bridges[ofproto.name] = ofproto
+        self.changed()
 
     def del_bridge(self, name: str) -> list[Netdev]:
-        ofproto = self.bridges.pop(name)
-        return [self.del_port(ofproto, ofport) for ofport in list(ofproto.ports)]
+        ofproto = self.bridges[name]
+        netdevs = [self.del_port(ofproto, ofport) for ofport in list(ofproto.ports)]
+        del self.bridges[name]
+        # Keep the generation moving forward though this bridge's versions leave the sum.
+        self._gen += ofproto.version + 1
+        return netdevs
 
     def add_port(self, ofproto: Ofproto, port: OfPort, netdev: Netdev) -> OfPort:
         """Put ``netdev`` in the datapath and on the bridge; the datapath
@@ -59,24 +77,51 @@ class Backer:
 
     # -- the slow path ------------------------------------------------------------
 
-    def upcall(self, key: int, frame) -> tuple[tuple, int]:
+    def upcall(self, key: int, frame) -> Upcall:
         """The datapath missed: translate ``key`` on the bridge of its input port."""
         odp_in = (key & _IN_PORT_MASK) >> _IN_PORT_SHIFT
         owner = self._by_odp.get(odp_in)
         if owner is None:
-            return (), _IN_PORT_MASK
+            return Upcall((), _IN_PORT_MASK)
         ofproto, ofport = owner
         flow = (key & ~_IN_PORT_MASK) | (ofport << _IN_PORT_SHIFT)
         result = xlate(ofproto, flow, packet_len=len(frame))
         if result.error:
             log.warning("bridge %s: translation failed (%s), packet dropped",
                         ofproto.name, result.error)
-        now = time.time()
-        n_bytes = len(frame)
-        for rule in result.rules:
-            rule.credit(1, n_bytes, now)
-        return result.actions, result.mask & K.PACKET_MASK
+        if result.mac_changed:
+            self.changed()
+        learned = tuple((ofproto, mac, vlan, port) for mac, vlan, port in result.learned)
+        return Upcall(result.actions, result.mask & K.PACKET_MASK, tuple(result.rules),
+                      learned)
 
     def translate(self, ofproto: Ofproto, flow: int, **kwargs) -> XlateResult:
         """xlate without side effects on counters (trace)."""
         return xlate(ofproto, flow, **kwargs)
+
+    # -- what the fast path owes the slow path -------------------------------------
+
+    def credit_flow(self, flow: DpFlow) -> None:
+        """Give the OpenFlow rules behind ``flow`` the packets it forwarded since
+        the last credit, and keep the MACs NORMAL learned for it from ageing
+        out while it is used (what OVS's revalidators do)."""
+        dp = flow.n_packets - flow.credited_packets
+        if not dp:
+            return
+        db = flow.n_bytes - flow.credited_bytes
+        flow.credited_packets, flow.credited_bytes = flow.n_packets, flow.n_bytes
+        now = time.time()
+        for rule in flow.rules:
+            rule.credit(dp, db, now)
+        for ofproto, mac, vlan, port in flow.learned:
+            if ofproto.mac_table.learn(mac, vlan, port):
+                self.changed()
+
+    def sync_stats(self) -> None:
+        """Credit every cached flow; forget MACs that aged out (their flows
+        are revalidated)."""
+        for flow in self.dp.flows():
+            self.credit_flow(flow)
+        for ofproto in self.bridges.values():
+            if ofproto.mac_table.expire_now():
+                self.changed()

@@ -32,6 +32,8 @@ _L4 = (("src", "tp_src"), ("dst", "tp_dst"))
 _ICMP = (("type", "tp_src"), ("code", "tp_dst"))
 _L4_HEADER = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp", IPPROTO_SCTP: "sctp"}
 _ND_TYPES = (135, 136)
+_NW_PROTO_MASK = K.FIELDS["nw_proto"].mask
+_VLAN_BITS = K.FIELDS["vlan_tci"].mask | K.FIELDS["vlan_tpid"].mask
 
 
 def _get(key: int, name: str) -> int:
@@ -54,6 +56,8 @@ class Committer:
             return wc
         base = self.base
         wc = self._header(flow, "eth", _ETH, wc, out)
+        # Which headers exist depends on nw_proto: the megaflow must say so.
+        wc |= _NW_PROTO_MASK
         nw_proto = _get(flow, "nw_proto")
         dl_type = _get(base, "dl_type")
         # A flow whose nw_proto is 0 has no L3 header to rewrite (a truncated
@@ -64,6 +68,7 @@ class Committer:
             elif dl_type == ETH_TYPE_IPV6:
                 wc = self._header(flow, "ipv6", _IPV6, wc, out)
                 if nw_proto == IPPROTO_ICMPV6 and _get(flow, "tp_src") in _ND_TYPES:
+                    wc |= K.FIELDS["tp_src"].mask
                     wc = self._header(flow, "nd", _ND, wc, out)
             elif dl_type == ETH_TYPE_ARP:
                 wc = self._header(flow, "arp", _ARP, wc, out)
@@ -108,6 +113,7 @@ class Committer:
         base = self.base
         want = _stack(_get(flow, "vlan_tpid"), _get(flow, "vlan_tci"), inner)
         have = _stack(_get(base, "vlan_tpid"), _get(base, "vlan_tci"), self.base_inner)
+        wc |= _VLAN_BITS
         if want == have:
             return wc
         # Keep the common innermost tags; pop the rest, push the new ones.
@@ -117,12 +123,9 @@ class Committer:
             common += 1
         for _ in range(len(have) - common):
             out.append(odp.pop_vlan())
-        if have:
-            wc |= K.FIELDS["vlan_tci"].mask | K.FIELDS["vlan_tpid"].mask
         for tpid, tci in reversed(want[:len(want) - common]):
             out.append(odp.push_vlan(tpid, tci))
-        vlan_bits = K.FIELDS["vlan_tci"].mask | K.FIELDS["vlan_tpid"].mask
-        self.base = (base & ~vlan_bits) | (flow & vlan_bits)
+        self.base = (base & ~_VLAN_BITS) | (flow & _VLAN_BITS)
         self.base_inner = inner
         return wc
 

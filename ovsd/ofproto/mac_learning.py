@@ -91,6 +91,12 @@ class MacTable:
             del self._entries[k]
         return len(gone)
 
+    def expire_now(self) -> int:
+        """Drop entries that aged out; returns how many went."""
+        before = self.n_expired
+        self._expire(self._clock())
+        return self.n_expired - before
+
     def entries(self) -> list[MacEntry]:
         now = self._clock()
         self._expire(now)

@@ -40,8 +40,11 @@ VLAN_TPIDS = (0x8100, 0x88A8)
 DSCP_MASK = 0xFC
 ECN_MASK = 0x03
 
-# Always part of the megaflow, as in OVS: the input port and the ethertype.
-_BASE_WC = _MASK["in_port"] | _MASK["dl_type"]
+# Always part of the megaflow, as in OVS: the input port, the ethertype and
+# whether a VLAN tag is present (OVS's datapath keys cannot wildcard the
+# header structure; here it matters because strip_vlan on an untagged packet
+# changes nothing while on a tagged one it pops).
+_BASE_WC = _MASK["in_port"] | _MASK["dl_type"] | K.VLAN_CFI << _OFF["vlan_tci"]
 
 
 class XlateError(Exception):
@@ -58,7 +61,7 @@ class XlateResult:
     error: str | None = None
     mac_changed: bool = False
     n_userspace: int = 0
-    trace: list = field(default_factory=list)
+    learned: list = field(default_factory=list)  # (mac, vlan, port) NORMAL learned
 
 
 def _get(key: int, name: str) -> int:
@@ -95,6 +98,7 @@ class Xlate:
         self.error: str | None = None
         self.mac_changed = False
         self.n_userspace = 0
+        self.learned: list = []
         self._trace = trace.subs if trace is not None else None
         self._odp_port_of = odp_port_of or (lambda port: port.odp_port)
 
@@ -109,7 +113,7 @@ class Xlate:
             self.error = str(e)
             self.odp.clear()
         return XlateResult(tuple(self.odp), self.wc, self.rules, self.flow, self.error,
-                           self.mac_changed, self.n_userspace)
+                           self.mac_changed, self.n_userspace, self.learned)
 
     # -- reporting --------------------------------------------------------------
 
@@ -271,8 +275,9 @@ class Xlate:
     # -- NORMAL -------------------------------------------------------------------
 
     def _normal(self) -> None:
-        self.wc |= _MASK["dl_src"] | _MASK["dl_dst"]
-        self.wc |= (VID_MASK | K.VLAN_CFI) << _OFF["vlan_tci"]
+        # The decision reads the MACs and the whole tag (PCP and TPID are
+        # carried to the output ports).
+        self.wc |= _MASK["dl_src"] | _MASK["dl_dst"] | _MASK["vlan_tci"] | _MASK["vlan_tpid"]
         in_port = self._in_port()
         in_ofport = self.ofproto.ports.get(in_port)
         if in_ofport is None:
@@ -294,6 +299,7 @@ class Xlate:
             return
         dl_src = _get(self.flow, "dl_src")
         if self.side_effects and not is_multicast(dl_src):
+            self.learned.append((dl_src, vlan, in_port))
             if self.ofproto.mac_table.learn(dl_src, vlan, in_port):
                 self.mac_changed = True
         if is_multicast(dl_dst):
@@ -337,6 +343,7 @@ class Xlate:
 
     def _push_vlan(self, tpid: int) -> None:
         tci = _get(self.flow, "vlan_tci")
+        self.wc |= K.VLAN_CFI << _OFF["vlan_tci"]
         if tci & K.VLAN_CFI:
             self.wc |= _MASK["vlan_tci"] | _MASK["vlan_tpid"]
             self.inner_vlan = (_get(self.flow, "vlan_tpid") or ETH_TYPE_VLAN, tci)
@@ -372,7 +379,7 @@ def _h_enqueue(x: Xlate, a: A.Enqueue) -> None:
 
 
 def _h_set_vlan_vid(x: Xlate, a: A.SetVlanVid) -> None:
-    x.wc |= (VID_MASK | K.VLAN_CFI) << _OFF["vlan_tci"]
+    x.wc |= (VID_MASK | K.VLAN_CFI) << _OFF["vlan_tci"] | _MASK["vlan_tpid"]
     tci = _get(x.flow, "vlan_tci")
     if tci & K.VLAN_CFI or a.push_vlan_if_needed:
         if not _get(x.flow, "vlan_tpid"):
@@ -381,7 +388,7 @@ def _h_set_vlan_vid(x: Xlate, a: A.SetVlanVid) -> None:
 
 
 def _h_set_vlan_pcp(x: Xlate, a: A.SetVlanPcp) -> None:
-    x.wc |= (PCP_MASK | K.VLAN_CFI) << _OFF["vlan_tci"]
+    x.wc |= (PCP_MASK | K.VLAN_CFI) << _OFF["vlan_tci"] | _MASK["vlan_tpid"]
     tci = _get(x.flow, "vlan_tci")
     if tci & K.VLAN_CFI or a.push_vlan_if_needed:
         if not _get(x.flow, "vlan_tpid"):
@@ -451,8 +458,16 @@ def _subfield_bits(sf) -> tuple[int, int]:
     return offset, sf.n_bits
 
 
+def _prereqs_ok(x: Xlate, mf) -> bool:
+    """Whether the flow has ``mf`` (OVS's mf_are_prereqs_ok), noting what that read."""
+    for m in mf.prereq:
+        x.wc |= m.mask
+    x.wc |= mf.prereq_zero
+    return mf.prereqs_ok(x.flow)
+
+
 def _h_reg_move(x: Xlate, a: A.RegMove) -> None:
-    if not (a.src.field.prereqs_ok(x.flow) and a.dst.field.prereqs_ok(x.flow)):
+    if not (_prereqs_ok(x, a.src.field) and _prereqs_ok(x, a.dst.field)):
         x._report(WARN, "unmet prerequisites for move, ignored")
         return
     src_off, n = _subfield_bits(a.src)
@@ -465,13 +480,14 @@ def _h_reg_move(x: Xlate, a: A.RegMove) -> None:
 
 def _h_set_field(x: Xlate, a: A.SetField) -> None:
     mf = a.field
-    if not mf.prereqs_ok(x.flow):
+    if not _prereqs_ok(x, mf):
         x._report(WARN, f"unmet prerequisites for {mf.name}, set_field ignored")
         return
     key_mask = mf.to_key(a.mask) if mf.kind != "port32" else mf.key_mask
     x.wc |= key_mask
     x.flow = (x.flow & ~key_mask) | (mf.to_key(a.value) & key_mask)
     if mf.key_field == "vlan_tci" and key_mask & _MASK["vlan_tci"]:
+        x.wc |= _MASK["vlan_tci"] | _MASK["vlan_tpid"]
         tci = _get(x.flow, "vlan_tci")
         if tci & K.VLAN_CFI and not _get(x.flow, "vlan_tpid"):
             x.flow = _put(x.flow, "vlan_tpid", ETH_TYPE_VLAN)

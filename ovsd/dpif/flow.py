@@ -1,0 +1,29 @@
+"""A datapath flow: what the fast path knows about one megaflow.
+
+Created from an upcall's answer (actions + wildcard mask) and shared by the
+megaflow cache and the EMC entries that point at it.  ``dead`` is set when
+revalidation removes it, so an EMC entry still pointing at it is ignored
+rather than used.
+"""
+
+from __future__ import annotations
+
+
+class DpFlow:
+    __slots__ = ("key", "mask", "actions", "n_packets", "n_bytes", "used", "created",
+                 "dead", "rules", "learned", "credited_packets", "credited_bytes")
+
+    def __init__(self, key: int, mask: int, actions: tuple, rules: tuple = (),
+                 learned: tuple = (), now: float = 0.0):
+        self.key = key  # already masked
+        self.mask = mask
+        self.actions = actions
+        self.rules = rules  # what the OpenFlow rules' counters are credited to
+        self.learned = learned  # (mac, vlan, port, bridge) NORMAL learned: kept fresh
+        self.n_packets = 0
+        self.n_bytes = 0
+        self.credited_packets = 0
+        self.credited_bytes = 0
+        self.used = 0.0
+        self.created = now
+        self.dead = False
