@@ -106,15 +106,22 @@ class PidFile:
 
 
 async def serve(cfg: Config) -> None:
-    from ovsd.switch import Switch
+    from ovsd import switch as switch_mod
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    switch = Switch.open(cfg)
     try:
-        await switch.start(os.path.join(cfg.rundir, SOCKET_NAME))
+        switch = switch_mod.Switch.open(cfg)
+    except switch_mod.StartupError as e:
+        raise StartupError(str(e)) from None
+    try:
+        sock_path = os.path.join(cfg.rundir, SOCKET_NAME)
+        try:
+            await switch.start(sock_path)
+        except OSError as e:
+            raise StartupError(f"cannot serve on {sock_path}: {e.strerror or e}") from None
         log.info("ovsd ready: rundir %s, database %s", cfg.rundir, cfg.db_path)
         await stop.wait()
         log.info("stopping")

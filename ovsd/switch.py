@@ -21,10 +21,10 @@ from ovsd.db.store import Database, DatabaseError, DatabaseLoadError, DatabaseLo
 from ovsd.netdev.base import Netdev, NetdevError
 from ovsd.netdev.registry import iface_types, open_netdev
 from ovsd.ofproto.backer import Backer
-from ovsd.ofproto.fields import OFPP_LOCAL, OFPP_MAX
+from ovsd.ofproto.fields import OFPP_LOCAL, OFPP_MAX, FlowSyntaxError
 from ovsd.ofproto.flow_syntax import parse_flow
 from ovsd.ofproto.normal_vlan import PortVlan
-from ovsd.ofproto.ofproto import OfPort, Ofproto
+from ovsd.ofproto.ofproto import OfPort, Ofproto, OfprotoError
 from ovsd.ofproto.persist import PersistError, decode_bridges, encode_bridges
 
 log = logging.getLogger(__name__)
@@ -86,25 +86,46 @@ class Switch:
             raise StartupError(f"cannot open the database {cfg.db_path}: {e}") from None
         switch = cls(db, cfg)
         if fresh:
-            switch.seed(cfg)
+            try:
+                switch.seed(cfg)
+            except StartupError:
+                # Leave no half-seeded database behind: the next start seeds afresh.
+                switch.discard()
+                os.unlink(cfg.db_path)
+                raise
         return switch
+
+    def discard(self) -> None:
+        """Close what opening the switch opened (it never served)."""
+        for iface in list(self.ifaces.values()):
+            self._del_iface(iface)
+        self.db.close()
 
     def seed(self, cfg: Config) -> None:
         """Fill a fresh database from the configuration file."""
         from ovsd.rpc import methods
+        from ovsd.rpc.server import RpcError
         if cfg.other_config:
             with self.db.transaction() as txn:
                 root = txn.root_uuid
                 merged = {**txn.get("Open_vSwitch", root)["other_config"], **cfg.other_config}
                 txn.update("Open_vSwitch", root, {"other_config": merged})
         for seed in cfg.bridges:
-            methods.add_bridge(self, seed.name)
+            try:
+                methods.add_bridge(self, seed.name)
+            except RpcError as e:
+                raise StartupError(f"configuration: bridge {seed.name!r}: {e}") from None
             if seed.flows != [DEFAULT_FLOW]:
                 ofproto = self.backer.bridges[seed.name]
                 for rule in list(ofproto.rules()):
                     ofproto.tables[rule.table_id].remove(rule)
                 for text in seed.flows:
-                    ofproto.add_flow(parse_flow(text, "add", "OpenFlow13", ofproto.port_no))
+                    try:
+                        ofproto.add_flow(parse_flow(text, "add", "OpenFlow13",
+                                                    ofproto.port_no))
+                    except (FlowSyntaxError, OfprotoError) as e:
+                        raise StartupError(f"configuration: bridge {seed.name}: bad flow "
+                                           f"{text!r}: {e}") from None
                 self.save_flows()
         log.info("fresh database seeded from the configuration: %d bridge(s)",
                  len(cfg.bridges))
@@ -180,7 +201,12 @@ class Switch:
         name, type_ = row["name"], row["type"] or "system"
         options = _options(row)
         iface = self.ifaces.get(name)
-        if iface is not None and (iface.bridge != ofproto.name or iface.type != type_):
+        requested = row["ofport_request"]
+        # A port whose ofport_request changed is renumbered by re-adding it, as OVS does.
+        renumbered = (iface is not None and iface.netdev is not None
+                      and requested is not None and requested != iface.ofport)
+        if iface is not None and (iface.bridge != ofproto.name or iface.type != type_
+                                  or renumbered):
             self._del_iface(iface)
             iface = None
         if iface is None:
@@ -326,11 +352,11 @@ class Switch:
     # -- serving ---------------------------------------------------------------------------
 
     async def start(self, sock_path: str) -> None:
-        from ovsd.rpc.methods import build_methods
+        from ovsd.rpc.methods import ERROR_CODES, build_methods
         from ovsd.rpc.server import RpcServer
         for port in self.backer.dp.ports.values():
             self._watch(port.netdev, port.port_no)
-        self._server = RpcServer(build_methods(self), sock_path)
+        self._server = RpcServer(build_methods(self), sock_path, error_codes=ERROR_CODES)
         await self._server.start()
         self._tasks = [asyncio.create_task(self._periodic(EXPIRY_INTERVAL, self.expire)),
                        asyncio.create_task(self._periodic(STATS_INTERVAL, self.write_stats))]
