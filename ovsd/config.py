@@ -23,7 +23,7 @@ class ConfigError(Exception):
 @dataclass
 class BridgeSeed:
     name: str
-    flows: list[str] = field(default_factory=list)
+    flows: list[str] | None = None  # None: the NORMAL flow add-br gives
 
 
 @dataclass
@@ -78,10 +78,12 @@ def parse_config(data: dict, where: str = "config") -> Config:
         w = f"{where} [[bridge]] #{i + 1}"
         if not isinstance(b, dict) or "name" not in b:
             raise ConfigError(f"{w}: needs a name")
-        flows = b.get("flows", [])
-        if not isinstance(flows, list) or not all(isinstance(f, str) for f in flows):
+        flows = b.get("flows")
+        if flows is not None and (not isinstance(flows, list)
+                                  or not all(isinstance(f, str) for f in flows)):
             raise ConfigError(f"{w}: flows must be a list of strings in ovs-ofctl syntax")
-        cfg.bridges.append(BridgeSeed(_expect(b, "name", str, w), list(flows)))
+        cfg.bridges.append(BridgeSeed(_expect(b, "name", str, w),
+                                      None if flows is None else list(flows)))
     return cfg
 
 

@@ -115,7 +115,7 @@ class Switch:
                 methods.add_bridge(self, seed.name)
             except RpcError as e:
                 raise StartupError(f"configuration: bridge {seed.name!r}: {e}") from None
-            if seed.flows != [DEFAULT_FLOW]:
+            if seed.flows is not None and seed.flows != [DEFAULT_FLOW]:
                 ofproto = self.backer.bridges[seed.name]
                 for rule in list(ofproto.rules()):
                     ofproto.tables[rule.table_id].remove(rule)

@@ -20,9 +20,12 @@ class PcapWriter:
 
     def __init__(self, path: str):
         self.path = path
-        self._f: BinaryIO = open(path, "wb")
-        self._f.write(_GLOBAL.pack(MAGIC_USEC, 2, 4, 0, 0, SNAPLEN, LINKTYPE_ETHERNET))
-        self._f.flush()
+        # Appended to, as OVS does: a restart or a re-added port continues the
+        # file instead of wiping what was recorded.
+        self._f: BinaryIO = open(path, "ab")
+        if self._f.tell() == 0:
+            self._f.write(_GLOBAL.pack(MAGIC_USEC, 2, 4, 0, 0, SNAPLEN, LINKTYPE_ETHERNET))
+            self._f.flush()
 
     def write(self, frames, now: float | None = None) -> None:
         if now is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Callable
 
 from ovsd.dpif.datapath import Datapath, Upcall
 from ovsd.dpif.flow import DpFlow
@@ -28,12 +29,18 @@ _IN_PORT_SHIFT = K.FIELDS["in_port"].offset
 
 
 class Backer:
-    def __init__(self):
+    """``eager_stats``: credit rule counters after every burst (the control
+    process); PMDs credit once a second instead."""
+
+    def __init__(self, eager_stats: bool = True):
         self.bridges: dict[str, Ofproto] = {}
         self._by_odp: dict[int, tuple[Ofproto, int]] = {}
         self._gen = 0
+        # Told about every MAC NORMAL learned or saw again: a PMD reports them
+        # to the control process, which owns the MAC tables.
+        self.on_learned: Callable[[Ofproto, int, int, int], None] | None = None
         self.dp = Datapath(self.upcall, lambda: self.generation,
-                           on_flow_removed=self.credit_flow, eager_stats=True)
+                           on_flow_removed=self.credit_flow, eager_stats=eager_stats)
 
     @property
     def generation(self) -> int:
@@ -57,12 +64,17 @@ class Backer:
         self._gen += ofproto.version + 1
         return netdevs
 
-    def add_port(self, ofproto: Ofproto, port: OfPort, netdev: Netdev) -> OfPort:
+    def add_port(self, ofproto: Ofproto, port: OfPort, netdev: Netdev,
+                 odp_port: int | None = None) -> OfPort:
         """Put ``netdev`` in the datapath and on the bridge; the datapath
         number follows the OpenFlow number when that one is free (reserved
-        ports such as LOCAL get numbers from 100 up, as OVS's dummy datapath)."""
-        preferred = port.ofport if port.ofport < 0xFF00 else LOCAL_ODP_BASE
+        ports such as LOCAL get numbers from 100 up, as OVS's dummy datapath).
+        A replica passes the number the control process chose."""
+        preferred = odp_port if odp_port is not None else \
+            port.ofport if port.ofport < 0xFF00 else LOCAL_ODP_BASE
         port.odp_port = self.dp.add_port(port.name, netdev, preferred)
+        if odp_port is not None and port.odp_port != odp_port:
+            raise ValueError(f"datapath port {odp_port} is taken")
         self._by_odp[port.odp_port] = (ofproto, port.ofport)
         ofproto.add_port(port)
         return port
@@ -92,6 +104,9 @@ class Backer:
         if result.mac_changed:
             self.changed()
         learned = tuple((ofproto, mac, vlan, port) for mac, vlan, port in result.learned)
+        if self.on_learned is not None:
+            for fact in learned:
+                self.on_learned(*fact)
         return Upcall(result.actions, result.mask & K.PACKET_MASK, tuple(result.rules),
                       learned)
 
@@ -116,6 +131,8 @@ class Backer:
         for ofproto, mac, vlan, port in flow.learned:
             if ofproto.mac_table.learn(mac, vlan, port):
                 self.changed()
+            if self.on_learned is not None:
+                self.on_learned(ofproto, mac, vlan, port)
 
     def sync_stats(self) -> None:
         """Credit every cached flow; forget MACs that aged out (their flows

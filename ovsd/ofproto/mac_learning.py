@@ -10,11 +10,15 @@ mac-aging-time and mac-table-size).
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Callable, NamedTuple
 
 DEFAULT_AGING = 300
 DEFAULT_MAX_ENTRIES = 8192
+JOURNAL_LENGTH = 8192
+
+# Journal operations: what replicas (PMDs) replay to follow this table.
+LEARN, FORGET, FLUSH = "learn", "forget", "flush"
 
 
 class MacEntry(NamedTuple):
@@ -38,6 +42,35 @@ class MacTable:
         self.n_expired = 0
         self.n_evicted = 0
         self.n_moved = 0
+        # Every change, numbered, so that replicas can catch up from where
+        # they were; a replica too far behind gets the whole table instead.
+        self.seq = 0
+        self._journal: deque = deque(maxlen=JOURNAL_LENGTH)
+
+    def _log(self, op: str, mac: int, vlan: int, port: int) -> None:
+        self.seq += 1
+        self._journal.append((self.seq, op, mac, vlan, port))
+
+    def journal_since(self, seq: int) -> list | None:
+        """Changes after ``seq`` as (op, mac, vlan, port), or None when the
+        journal no longer reaches back that far."""
+        if seq >= self.seq:
+            return []
+        if not self._journal or self._journal[0][0] > seq + 1:
+            return None
+        return [entry[1:] for entry in self._journal if entry[0] > seq]
+
+    def replay(self, changes) -> bool:
+        """Apply journal entries from another table; True if anything changed."""
+        changed = False
+        for op, mac, vlan, port in changes:
+            if op == LEARN:
+                changed |= self.learn(mac, vlan, port)
+            elif op == FORGET:
+                changed |= self.forget(mac, vlan)
+            elif op == FLUSH:
+                changed |= bool(self.flush(None if port < 0 else port))
+        return changed
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -60,14 +93,23 @@ class MacTable:
                 return False
             entry[0] = port
             self.n_moved += 1
+            self._log(LEARN, mac, vlan, port)
             return True
         if self.max_entries <= 0:
             return False
         while len(self._entries) >= self.max_entries:
-            self._entries.popitem(last=False)
+            (old_mac, old_vlan), _ = self._entries.popitem(last=False)
             self.n_evicted += 1
+            self._log(FORGET, old_mac, old_vlan, 0)
         self._entries[k] = [port, now]
         self.n_learned += 1
+        self._log(LEARN, mac, vlan, port)
+        return True
+
+    def forget(self, mac: int, vlan: int) -> bool:
+        if self._entries.pop((mac, vlan), None) is None:
+            return False
+        self._log(FORGET, mac, vlan, 0)
         return True
 
     def lookup(self, mac: int, vlan: int) -> int | None:
@@ -77,6 +119,7 @@ class MacTable:
         if self._clock() - entry[1] >= self.aging:
             del self._entries[(mac, vlan)]
             self.n_expired += 1
+            self._log(FORGET, mac, vlan, 0)
             return None
         return entry[0]
 
@@ -85,11 +128,13 @@ class MacTable:
         if port is None:
             n = len(self._entries)
             self._entries.clear()
-            return n
-        gone = [k for k, (p, _) in self._entries.items() if p == port]
-        for k in gone:
-            del self._entries[k]
-        return len(gone)
+        else:
+            gone = [k for k, (p, _) in self._entries.items() if p == port]
+            for k in gone:
+                del self._entries[k]
+            n = len(gone)
+        self._log(FLUSH, 0, 0, -1 if port is None else port)
+        return n
 
     def expire_now(self) -> int:
         """Drop entries that aged out; returns how many went."""
@@ -110,6 +155,7 @@ class MacTable:
                 break
             del self._entries[k]
             self.n_expired += 1
+            self._log(FORGET, k[0], k[1], 0)
 
 
 def format_fdb(entries: list[MacEntry], port_namer: Callable[[int], str]) -> str:

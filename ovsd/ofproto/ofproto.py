@@ -48,6 +48,8 @@ class Ofproto:
         self.mac_table = mac_table or MacTable()
         self.clock = clock
         self.version = 0
+        self._index: dict[int, Rule] = {}
+        self._index_version = -1
 
     # -- ports ----------------------------------------------------------------
 
@@ -88,6 +90,13 @@ class Ofproto:
     def n_rules(self) -> int:
         return sum(len(t) for t in self.tables)
 
+    def rule_index(self) -> dict[int, Rule]:
+        """Rules by id (rebuilt only after a change)."""
+        if self._index_version != self.version:
+            self._index = {r.id: r for t in self.tables for r in t}
+            self._index_version = self.version
+        return self._index
+
     def _check_table(self, table_id: int, allow_all: bool) -> None:
         if table_id == ALL_TABLES and allow_all:
             return
@@ -125,15 +134,15 @@ class Ofproto:
         targets = self._select(fm, strict, check_out_port=False)
         if not targets:
             if fm.cookie_mask == 0:
-                if fm.table_id == ALL_TABLES:
-                    raise OfprotoError("no flow matched, and a flow cannot be added to "
-                                       "table 255 (all tables): give table=N")
+                # Nothing matched: the flow is added, to table 0 when no table
+                # was named (OVS does the same).
                 self.add_flow(fm)
                 return 1
             return 0
         now = self.clock()
         for rule in targets:
             rule.actions = fm.actions
+            rule.rev += 1
             rule.modified = now
             if fm.new_cookie is not None:
                 rule.cookie = fm.new_cookie

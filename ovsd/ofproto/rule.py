@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field
+
+# Rules are named by id between the control process and the PMDs' replicas.
+_ids = itertools.count(1)
 
 
 @dataclass(eq=False)
@@ -22,6 +26,8 @@ class Rule:
     last_used: float = 0.0
     n_packets: int = 0
     n_bytes: int = 0
+    id: int = field(default_factory=lambda: next(_ids))
+    rev: int = 0  # bumped when the actions change, so replicas know to refresh
 
     def __post_init__(self) -> None:
         if not self.modified:

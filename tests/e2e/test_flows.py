@@ -257,9 +257,6 @@ def test_mod_flows_cookie_as_ovs(clean):
                                              f["match"], f["actions"]) for f in dump(d)}
 
 
-@pytest.mark.xfail(strict=True, reason="ovsd/ofproto/ofproto.py modify_flows refuses to add "
-                   "when no table is given ('a flow cannot be added to table 255'); "
-                   "Open vSwitch 3.1 adds the flow to table 0")
 def test_mod_flows_without_table_adds_to_table_0(clean):
     d = clean
     d.ofctl("mod-flows", BR, "--strict", "cookie=0x9,priority=99,udp,actions=output:3")

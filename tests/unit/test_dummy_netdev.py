@@ -57,3 +57,14 @@ def test_reconfigure_to_a_new_pcap(tmp_path):
     assert list(read_pcap(a)) == [b"\x01" * 20]
     assert list(read_pcap(b)) == [b"\x02" * 20]
     dev.close()
+
+
+def test_reopening_a_pcap_appends_instead_of_truncating(tmp_path):
+    path = str(tmp_path / "tx.pcap")
+    dev = DummyNetdev("p1", {"tx_pcap": path})
+    dev.tx_burst(0, [b"\x01" * 20])
+    dev.close()
+    dev = DummyNetdev("p1", {"tx_pcap": path})
+    dev.tx_burst(0, [b"\x02" * 20])
+    dev.close()
+    assert list(read_pcap(path)) == [b"\x01" * 20, b"\x02" * 20]

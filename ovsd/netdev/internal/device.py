@@ -92,6 +92,14 @@ class InternalNetdev(Netdev):
     def status(self) -> dict[str, str]:
         return {"driver_name": "tun"}
 
+    @property
+    def mac(self) -> bytes | None:
+        try:
+            with open(f"/sys/class/net/{self.name}/address") as f:
+                return bytes.fromhex(f.read().strip().replace(":", ""))
+        except (OSError, ValueError):
+            return None
+
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)  # a non-persistent tap disappears with its last fd

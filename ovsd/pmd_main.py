@@ -1,0 +1,265 @@
+"""A PMD worker process: ``python -m ovsd.pmd_main --fd N --pmd-id I [--core C]``.
+
+It holds a replica of every bridge (flow tables with the control process's
+rule ids, ports, MAC table) so an upcall never leaves the process, its own
+Datapath (EMC + megaflow cache) and the PMD loop.  Everything arrives as
+messages on the channel (fd N); everything it learns (rule counters, MACs,
+its own counters) goes back on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+
+from ovsd.dpif.channel import Channel
+from ovsd.dpif.flow import DpFlow
+from ovsd.dpif.pmd import PmdLoop, PolledQueue
+from ovsd.netdev.base import NetdevStats
+from ovsd.ofproto.backer import Backer
+from ovsd.ofproto.mac_learning import MacTable
+from ovsd.ofproto.normal_vlan import PortVlan
+from ovsd.ofproto.ofproto import OfPort, Ofproto
+from ovsd.ofproto.persist import decode_rule
+from ovsd.dpif.odp_actions import format_actions
+
+log = logging.getLogger("ovsd.pmd")
+
+REPORT_EVERY_HOUSEKEEPING = 1  # stats go up once a second
+
+
+class _ControlTx:
+    """A port this process cannot transmit on itself (dummy, internal): frames
+    go to the control process, which sends them."""
+
+    def __init__(self, replica: "Replica", odp_port: int):
+        self.replica = replica
+        self.odp_port = odp_port
+        self.stats = NetdevStats()
+
+    def tx_burst(self, qid: int, frames: list) -> int:
+        self.replica.send({"t": "tx", "odp": self.odp_port,
+                           "frames": [bytes(f) for f in frames]})
+        return len(frames)
+
+
+class _SystemTx:
+    """A system port's transmit side, with this process's own socket and ring."""
+
+    def __init__(self, tx_info: dict):
+        from ovsd.netdev.afpacket.tx import TxQueue
+        self.queue = TxQueue(tx_info["ifindex"])
+        self.stats = NetdevStats()
+
+    def tx_burst(self, qid: int, frames: list) -> int:
+        return self.queue.tx_burst(frames)
+
+    def close(self) -> None:
+        self.queue.close()
+
+
+def _open_rxq(kind: str, fd: int, block: int):
+    if kind == "system":
+        from ovsd.netdev.afpacket.rx import RxQueue
+        return RxQueue(fd, block=block)
+    raise ValueError(f"ports of type {kind} have no PMD rx queues")
+
+
+class Replica:
+    """The PMD's copy of the bridges, kept in step by control messages."""
+
+    def __init__(self, channel: Channel):
+        self.channel = channel
+        self.backer = Backer(eager_stats=False)
+        self.dp = self.backer.dp
+        self.loop: PmdLoop | None = None
+        # (bridge, mac, vlan) -> port: what NORMAL learned or saw again since
+        # the last report, once each.
+        self._learned: dict[tuple[str, int, int], int] = {}
+        self.backer.on_learned = self._note_learned
+
+    def send(self, msg: dict) -> None:
+        self.channel.send(msg)
+
+    def _note_learned(self, ofproto: Ofproto, mac: int, vlan: int, port: int) -> None:
+        self._learned[(ofproto.name, mac, vlan)] = port
+
+    # -- messages from the control process ------------------------------------
+
+    def handle(self, msg: dict, fds: list[int]) -> None:
+        kind = msg["t"]
+        handler = getattr(self, "_on_" + kind, None)
+        if handler is None:
+            log.error("pmd: unknown control message %r", kind)
+            for fd in fds:
+                os.close(fd)
+            return
+        handler(msg, fds)
+
+    def _on_bridge_add(self, msg: dict, fds) -> None:
+        # The control process's table ages and evicts entries; the replica
+        # only follows its journal.
+        self.backer.add_bridge(Ofproto(msg["name"], MacTable(max_entries=1 << 30,
+                                                             aging=float("inf"))))
+
+    def _on_bridge_del(self, msg: dict, fds) -> None:
+        for netdev in self.backer.del_bridge(msg["name"]):
+            close = getattr(netdev, "close", None)
+            if close:
+                close()
+
+    def _on_rules(self, msg: dict, fds) -> None:
+        ofproto = self.backer.bridges[msg["bridge"]]
+        index = ofproto.rule_index()
+        for rule_id in msg.get("del", ()):
+            rule = index.get(rule_id)
+            if rule is not None:
+                ofproto.tables[rule.table_id].remove(rule)
+        for data in msg.get("add", ()):
+            rule = decode_rule(data)
+            rule.id = data["id"]
+            ofproto.tables[rule.table_id].insert(rule)
+        ofproto.version += 1
+
+    def _on_port_add(self, msg: dict, fds) -> None:
+        ofproto = self.backer.bridges[msg["bridge"]]
+        if msg["ofport"] in ofproto.ports:
+            self._drop_port(ofproto, msg["ofport"])
+        tx = _SystemTx(msg["tx"]) if msg["type"] == "system" else \
+            _ControlTx(self, msg["odp"])
+        vlan = PortVlan(**msg["vlan"])
+        port = OfPort(msg["ofport"], msg["name"], 0, msg["type"], vlan)
+        self.backer.add_port(ofproto, port, tx, odp_port=msg["odp"])
+
+    def _on_port_del(self, msg: dict, fds) -> None:
+        ofproto = self.backer.bridges.get(msg["bridge"])
+        if ofproto is not None and msg["ofport"] in ofproto.ports:
+            self._drop_port(ofproto, msg["ofport"])
+
+    def _drop_port(self, ofproto: Ofproto, ofport: int) -> None:
+        netdev = self.backer.del_port(ofproto, ofport)
+        close = getattr(netdev, "close", None)
+        if close:
+            close()
+
+    def _on_rxq_add(self, msg: dict, fds: list[int]) -> None:
+        queue = _open_rxq(msg["type"], fds[0], msg.get("block", 0))
+        self.loop.add_queue(PolledQueue(msg["odp"], msg["port"], msg["qid"], queue))
+
+    def _on_rxq_del(self, msg: dict, fds) -> None:
+        q = self.loop.remove_queue(msg["odp"], msg["qid"])
+        block = 0
+        if q is not None:
+            block = getattr(q.queue, "block", 0)
+            close = getattr(q.queue, "close", None)
+            if close:
+                close()
+        self.send({"t": "rxq_released", "odp": msg["odp"], "qid": msg["qid"],
+                   "block": block, "busy_ns": q.busy_ns if q else 0})
+
+    def _on_mac(self, msg: dict, fds) -> None:
+        ofproto = self.backer.bridges.get(msg["bridge"])
+        if ofproto is not None and ofproto.mac_table.replay(msg["changes"]):
+            self.backer.changed()
+
+    def _on_config(self, msg: dict, fds) -> None:
+        if "emc_insert_inv_prob" in msg:
+            self.dp.emc.insert_inv_prob = msg["emc_insert_inv_prob"]
+        if "max_idle" in msg:
+            self.max_idle = msg["max_idle"] / 1000.0
+
+    def _on_barrier(self, msg: dict, fds) -> None:
+        self.send({"t": "ack", "seq": msg["seq"]})
+
+    def _on_stats_req(self, msg: dict, fds) -> None:
+        self.report()
+        self.send({"t": "ack", "seq": msg["seq"]})
+
+    def _on_stats_clear(self, msg: dict, fds) -> None:
+        self.dp.stats.clear()
+        self.dp.megaflows.subtable_probes = 0
+        state = self.loop.state
+        state.busy_ns = state.idle_ns = state.batches = 0
+        for q in state.queues:
+            q.busy_ns = 0
+
+    def _on_flows_req(self, msg: dict, fds) -> None:
+        flows = [_flow_dict(f, self.dp.clock()) for f in self.dp.flows()]
+        for i in range(0, max(len(flows), 1), 200):
+            self.send({"t": "flows", "seq": msg["seq"], "flows": flows[i:i + 200],
+                       "last": i + 200 >= len(flows)})
+
+    def _on_stop(self, msg: dict, fds) -> None:
+        self.loop.running = False
+
+    # -- what goes back ---------------------------------------------------------
+
+    max_idle = 10.0
+
+    def housekeeping(self) -> None:
+        self.dp.expire(self.max_idle)
+        self.report()
+
+    def tick(self) -> None:
+        """MACs learned by upcalls go up at once, so other PMDs stop flooding."""
+        if self._learned:
+            learned = [(b, mac, vlan, port) for (b, mac, vlan), port in self._learned.items()]
+            self._learned.clear()
+            self.send({"t": "learned", "learned": learned})
+
+    def report(self) -> None:
+        """Rule counters, learned MACs and this PMD's counters, to the control process."""
+        self.backer.sync_stats()
+        credits = []
+        for ofproto in self.backer.bridges.values():
+            for rule in ofproto.rule_index().values():
+                if rule.n_packets or rule.n_bytes:
+                    credits.append((rule.id, rule.n_packets, rule.n_bytes, rule.last_used))
+                    rule.n_packets = rule.n_bytes = 0
+        learned = [(b, mac, vlan, port) for (b, mac, vlan), port in self._learned.items()]
+        self._learned.clear()
+        loop = self.loop
+        self.send({"t": "stats", "counters": loop.counters(), "credits": credits,
+                   "learned": learned, "n_flows": self.dp.megaflows.n_flows,
+                   "rxqs": [{"odp": q.odp_port, "qid": q.qid, "port": q.port_name,
+                             "busy_ns": q.busy_ns} for q in loop.state.queues]})
+
+
+def _flow_dict(f: DpFlow, now: float) -> dict:
+    return {"key": f.key.to_bytes((f.key.bit_length() + 7) // 8, "big"),
+            "mask": f.mask.to_bytes((f.mask.bit_length() + 7) // 8, "big"),
+            "packets": f.n_packets, "bytes": f.n_bytes,
+            "used": (now - f.used) if f.used else -1.0,
+            "actions": format_actions(f.actions)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="ovsd-pmd")
+    p.add_argument("--fd", type=int, required=True)
+    p.add_argument("--pmd-id", type=int, required=True)
+    p.add_argument("--core", type=int)
+    p.add_argument("--log-level", default="info")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format=f"%(asctime)s|pmd{args.pmd_id}|%(levelname)s|%(message)s")
+    # The control process stops PMDs with a message; a terminal's Ctrl-C goes
+    # to the daemon, which stops them in order.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    channel = Channel.from_fd(args.fd)
+    replica = Replica(channel)
+    loop = PmdLoop(args.pmd_id, args.core, replica.dp, channel, replica.handle,
+                   replica.housekeeping, replica.tick)
+    replica.loop = loop
+    channel.send({"t": "hello", "pmd_id": args.pmd_id, "pid": os.getpid()})
+    loop.run()
+    try:
+        replica.report()
+    except Exception:  # the control process may already be gone
+        pass
+
+
+if __name__ == "__main__":
+    main()
