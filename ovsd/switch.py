@@ -23,6 +23,7 @@ from ovsd.netdev.registry import iface_types, open_netdev
 from ovsd.ofproto.backer import Backer
 from ovsd.ofproto.fields import OFPP_LOCAL, OFPP_MAX, FlowSyntaxError
 from ovsd.ofproto.flow_syntax import parse_flow
+from ovsd.ofproto.mac_learning import DEFAULT_AGING, DEFAULT_MAX_ENTRIES
 from ovsd.ofproto.normal_vlan import PortVlan
 from ovsd.ofproto.ofproto import OfPort, Ofproto, OfprotoError
 from ovsd.ofproto.persist import PersistError, decode_bridges, encode_bridges
@@ -152,6 +153,7 @@ class Switch:
         """Make bridges and ports match the database, then report back."""
         db = self.db
         wanted: dict[str, dict] = {}
+        other_config: dict[str, dict] = {}
         for br_row in db.rows("Bridge").values():
             ports = {}
             for port_uuid in br_row["ports"]:
@@ -165,6 +167,7 @@ class Switch:
                     if iface_row is not None:
                         ports[iface_row["name"]] = (iface_uuid, iface_row, vlan)
             wanted[br_row["name"]] = ports
+            other_config[br_row["name"]] = br_row["other_config"]
 
         for name in [b for b in self.backer.bridges if b not in wanted]:
             self._del_bridge(name)
@@ -177,7 +180,26 @@ class Switch:
                     self._del_iface(iface)
             for iname, (_, row, vlan) in ports.items():
                 self._sync_iface(ofproto, row, vlan)
+            self._configure_mac_table(ofproto, other_config[name])
         self._write_back()
+
+    def _configure_mac_table(self, ofproto: Ofproto, other_config) -> None:
+        """Bridge other_config:mac-aging-time and mac-table-size, as in OVS."""
+        table = ofproto.mac_table
+        for key, attr, default, low in (("mac-aging-time", "aging", DEFAULT_AGING, 1),
+                                        ("mac-table-size", "max_entries",
+                                         DEFAULT_MAX_ENTRIES, 10)):
+            text = other_config.get(key)
+            value = default
+            if text is not None:
+                try:
+                    value = max(int(text), low)
+                except ValueError:
+                    log.warning("bridge %s: other_config:%s=%r is not a number; using %d",
+                                ofproto.name, key, text, default)
+            if getattr(table, attr) != value:
+                setattr(table, attr, value)
+                ofproto.version += 1
 
     def _add_bridge(self, name: str) -> Ofproto:
         ofproto = Ofproto(name)
