@@ -317,6 +317,39 @@ def inject(c: Ctx, bridge, port, packet):
     c.emit(c.call("inject", bridge=bridge, port=port, packet=packet))
 
 
+# -- PMDs and the datapath -------------------------------------------------------
+
+@cli.command("pmd-stats-show")
+@click.pass_obj
+def pmd_stats_show(c: Ctx):
+    """Per PMD: packets, EMC/megaflow hits, upcalls, busy and idle time."""
+    r = c.call("pmd_stats_show")
+    c.emit(r, r["text"])
+
+
+@cli.command("pmd-stats-clear")
+@click.pass_obj
+def pmd_stats_clear(c: Ctx):
+    """Start the PMD counters again from zero."""
+    c.emit(c.call("pmd_stats_clear"))
+
+
+@cli.command("pmd-rxq-show")
+@click.pass_obj
+def pmd_rxq_show(c: Ctx):
+    """Which PMD polls which rx queue, and how busy each queue keeps it."""
+    r = c.call("pmd_rxq_show")
+    c.emit(r, r["text"])
+
+
+@cli.command("dump-dp-flows")
+@click.pass_obj
+def dump_dp_flows(c: Ctx):
+    """The datapath's cached flows (megaflows) with their masks and counters."""
+    r = c.call("dump_dp_flows")
+    c.emit(r, r["text"])
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _hoist_options(list(sys.argv[1:] if argv is None else argv))
     try:

@@ -70,6 +70,7 @@ class Pmd:
     bridges: set = field(default_factory=set)
     rxqs: set = field(default_factory=set)  # (odp, qid) polled by this PMD
     mac_seq: dict = field(default_factory=dict)  # bridge -> MAC journal seq sent
+    config: dict = field(default_factory=dict)  # datapath knobs as sent
     counters: dict = field(default_factory=perf.new_counters)
     baseline: dict = field(default_factory=perf.new_counters)  # pmd-stats-clear
     rxq_load: dict = field(default_factory=dict)  # (odp, qid) -> (port, busy_ns)
@@ -119,6 +120,7 @@ class PmdManager:
         pmd.ready = loop.create_future()
         pmd.rules, pmd.ports, pmd.bridges, pmd.rxqs = {}, {}, set(), set()
         pmd.mac_seq = {}
+        pmd.config = {}
         pmd.started = time.monotonic()
         loop.add_reader(ours.fileno(), self._on_readable, pmd)
         try:
@@ -129,7 +131,6 @@ class PmdManager:
             self._reap(pmd)
             raise RuntimeError(f"PMD on core {pmd.core} did not start") from None
         pmd.alive = True
-        self._send(pmd, {"t": "config", **self.config})
         log.info("pmd %d started on core %d (pid %d)", pmd.pmd_id, pmd.core, pmd.pid)
 
     async def _stop(self, pmd: Pmd) -> None:
@@ -314,6 +315,9 @@ class PmdManager:
             self._waiters.pop(seq, None)
 
     def _push(self, pmd: Pmd) -> None:
+        if pmd.config != self.config:
+            self._send(pmd, {"t": "config", **self.config})
+            pmd.config = dict(self.config)
         backer = self.switch.backer
         for name in sorted(pmd.bridges - set(backer.bridges)):
             self._send(pmd, {"t": "bridge_del", "name": name})

@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 
 from ovsd.config import Config
+from ovsd.dpif import perf
+from ovsd.dpif.emc import DEFAULT_INSERT_INV_PROB
 from ovsd.db.store import Database, DatabaseError, DatabaseLoadError, DatabaseLockedError
 from ovsd.netdev.base import Netdev, NetdevError
 from ovsd.netdev.registry import iface_types, open_netdev
@@ -27,6 +29,7 @@ from ovsd.ofproto.mac_learning import DEFAULT_AGING, DEFAULT_MAX_ENTRIES
 from ovsd.ofproto.normal_vlan import PortVlan
 from ovsd.ofproto.ofproto import OfPort, Ofproto, OfprotoError
 from ovsd.ofproto.persist import PersistError, decode_bridges, encode_bridges
+from ovsd.pmds import PmdManager, parse_cpu_mask
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,7 @@ VERSION = "0.1.0"
 DEFAULT_FLOW = "priority=0,actions=NORMAL"
 EXPIRY_INTERVAL = 1.0
 STATS_INTERVAL = 5.0
+DEFAULT_MAX_IDLE_MS = 10_000  # other_config:max-idle, as in OVS
 
 
 class StartupError(Exception):
@@ -68,6 +72,9 @@ class Switch:
         self._tasks: list[asyncio.Task] = []
         self._server = None
         self.started = time.time()
+        self.pmds = PmdManager(self)
+        self.pmd_error: str | None = None
+        self.main_baseline = perf.new_counters()
         db.add_listener(self._on_commit)
         self.reconfigure()
 
@@ -148,6 +155,15 @@ class Switch:
         if changes.writeback or not changes.rows:
             return
         self.reconfigure()
+        self._schedule_settle()
+
+    def _schedule_settle(self) -> None:
+        """For changes nobody awaits (the RPC layer awaits settle() itself)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        loop.create_task(self.settle())
 
     def reconfigure(self) -> None:
         """Make bridges and ports match the database, then report back."""
@@ -378,10 +394,67 @@ class Switch:
         from ovsd.rpc.server import RpcServer
         for port in self.backer.dp.ports.values():
             self._watch(port.netdev, port.port_no)
+        await self.settle()
         self._server = RpcServer(build_methods(self), sock_path, error_codes=ERROR_CODES)
         await self._server.start()
         self._tasks = [asyncio.create_task(self._periodic(EXPIRY_INTERVAL, self.expire)),
                        asyncio.create_task(self._periodic(STATS_INTERVAL, self.write_stats))]
+
+    # -- PMDs --------------------------------------------------------------------------
+
+    def _datapath_config(self) -> dict:
+        """other_config knobs of the datapath, as OVS names them."""
+        oc = self.db.root["other_config"]
+        cfg = {}
+        for key, name, default, low, high in (
+                ("emc-insert-inv-prob", "emc_insert_inv_prob", DEFAULT_INSERT_INV_PROB,
+                 0, 1 << 32),
+                ("max-idle", "max_idle", DEFAULT_MAX_IDLE_MS, 100, 1 << 31)):
+            text = oc.get(key)
+            value = default
+            if text is not None:
+                try:
+                    value = min(max(int(text), low), high)
+                except ValueError:
+                    log.warning("other_config:%s=%r is not a number; using %d",
+                                key, text, default)
+            cfg[name] = value
+        mode = oc.get("pmd-rxq-assign", "roundrobin")
+        if mode not in ("roundrobin", "cycles"):
+            log.warning("other_config:pmd-rxq-assign=%r is not roundrobin or cycles; "
+                        "using roundrobin", mode)
+            mode = "roundrobin"
+        cfg["rxq_assign"] = mode
+        return cfg
+
+    def _pmd_cores(self) -> list[int]:
+        text = self.db.root["other_config"].get("pmd-cpu-mask")
+        try:
+            return parse_cpu_mask(text, os.sched_getaffinity(0))
+        except ValueError as e:
+            if self.pmd_error != str(e):
+                log.error("%s; keeping the PMDs as they are", e)
+            self.pmd_error = str(e)
+            return sorted({p.core for p in self.pmds.pmds.values()}) or \
+                parse_cpu_mask(None, os.sched_getaffinity(0))
+
+    def main_counters(self) -> dict:
+        """The control process's datapath (dummy and internal ports), OVS's main thread."""
+        dp = self.backer.dp
+        c = perf.pmd_counters(dp.stats, 0, 0, 0)
+        c["subtable_probes"] = dp.megaflows.subtable_probes
+        return c
+
+    async def settle(self) -> None:
+        """Bring PMDs in line with the configuration and push every change to
+        them; when this returns, no PMD forwards by an older state."""
+        self.pmd_error = None
+        cfg = self._datapath_config()
+        self.backer.dp.emc.insert_inv_prob = cfg["emc_insert_inv_prob"]
+        self.pmds.config = cfg
+        needed = any(i.netdev is not None and i.netdev.pmd_polled
+                     for i in self.ifaces.values())
+        await self.pmds.set_cores(self._pmd_cores() if needed else [])
 
     async def _periodic(self, interval: float, fn) -> None:
         while True:
@@ -392,6 +465,7 @@ class Switch:
                 log.exception("periodic task %s failed", fn.__name__)
 
     def expire(self) -> None:
+        self.backer.dp.expire(self.pmds.config.get("max_idle", DEFAULT_MAX_IDLE_MS) / 1000)
         now = time.time()
         changed = False
         for ofproto in self.backer.bridges.values():
@@ -406,6 +480,7 @@ class Switch:
             t.cancel()
         if self._server is not None:
             await self._server.close()
+        await self.pmds.close()
         for iface in list(self.ifaces.values()):
             self._del_iface(iface)
         self.db.close()

@@ -400,8 +400,12 @@ def trace(switch: "Switch", bridge: str, flow: str, packet: str | None = None) -
     result = Xlate(ofproto, key, side_effects=False, trace=root).run()
     final = ("unchanged" if result.final_flow == key
              else format_flow_key(result.final_flow))
-    megaflow = format_megaflow(Match(key & result.mask & K.PACKET_MASK,
-                                     result.mask & K.PACKET_MASK))
+    shown = result.mask & K.PACKET_MASK
+    if shown & K.FIELDS["vlan_tci"].mask == K.VLAN_CFI << K.FIELDS["vlan_tci"].offset:
+        # Only "tagged or not" was read: OVS's datapath keys carry that in
+        # their structure and its Megaflow line does not print it.
+        shown &= ~K.FIELDS["vlan_tci"].mask
+    megaflow = format_megaflow(Match(key & shown, shown))
     actions = format_odp_actions(result.actions)
     text = (f"Flow: {format_flow_key(key)}\n" + T.format_tree([root]) +
             f"\nFinal flow: {final}\nMegaflow: {megaflow}\nDatapath actions: {actions}\n")
@@ -473,11 +477,86 @@ def version(switch: "Switch") -> dict:
     return {"version": VERSION}
 
 
+# -- PMDs and the datapath -------------------------------------------------------------
+
+def pmd_stats_show(switch: "Switch") -> dict:
+    """ovs-appctl dpif-netdev/pmd-stats-show: per PMD and for the main thread."""
+    from ovsd.dpif import perf
+    entries, text = [], []
+    for pmd in sorted(switch.pmds.pmds.values(), key=lambda p: p.core):
+        c = perf.minus(pmd.counters, pmd.baseline)
+        entries.append({"pmd_id": pmd.pmd_id, "core": pmd.core, "alive": pmd.alive,
+                        "restarts": pmd.restarts, **c})
+        text.append(perf.format_pmd_stats(f"pmd thread numa_id 0 core_id {pmd.core}", c))
+    main = perf.minus(switch.main_counters(), switch.main_baseline)
+    entries.append({"pmd_id": None, "core": None, **main})
+    text.append(perf.format_pmd_stats("main thread", main, with_times=False))
+    return {"pmds": entries, "text": "".join(text)}
+
+
+async def pmd_stats_clear(switch: "Switch") -> dict:
+    await switch.pmds.clear_stats()
+    switch.main_baseline = switch.main_counters()
+    return {}
+
+
+def pmd_rxq_show(switch: "Switch") -> dict:
+    from ovsd.dpif import perf
+    pmds = []
+    for pmd in sorted(switch.pmds.pmds.values(), key=lambda p: p.core):
+        rxqs = [{"port": port, "qid": q[1], "busy_ns": busy}
+                for q, (port, busy) in sorted(pmd.rxq_load.items(),
+                                              key=lambda kv: (kv[1][0], kv[0][1]))]
+        c = perf.minus(pmd.counters, pmd.baseline)
+        pmds.append({"pmd_id": pmd.pmd_id, "core": pmd.core, "rxqs": rxqs,
+                     "busy_ns": c["busy_ns"], "idle_ns": c["idle_ns"]})
+    return {"pmds": pmds, "text": perf.format_rxq_show(pmds)}
+
+
+async def dump_dp_flows(switch: "Switch") -> dict:
+    """ovs-appctl dpctl/dump-flows: every datapath's megaflows, with their masks."""
+    from ovsd.dpif.odp_actions import format_actions as fmt_actions
+    from ovsd.dpif.odp_format import format_dp_flow
+    now = switch.backer.dp.clock()
+    sections, text = [], []
+    main_flows = [format_dp_flow(f.key, f.mask, f.n_packets, f.n_bytes,
+                                 (now - f.used) if f.used else -1.0, fmt_actions(f.actions))
+                  for f in switch.backer.dp.flows()]
+    for pmd, flows in await switch.pmds.dump_flows():
+        lines = [format_dp_flow(int.from_bytes(f["key"], "big"),
+                                int.from_bytes(f["mask"], "big"), f["packets"], f["bytes"],
+                                f["used"], f["actions"]) for f in flows]
+        sections.append({"pmd_id": pmd.pmd_id, "core": pmd.core, "flows": lines})
+        text.append(f"flow-dump from pmd on cpu core: {pmd.core}\n")
+        text.extend(line + "\n" for line in lines)
+    sections.append({"pmd_id": None, "core": None, "flows": main_flows})
+    text.append("flow-dump from the main thread:\n")
+    text.extend(line + "\n" for line in main_flows)
+    return {"datapaths": sections, "text": "".join(text)}
+
+
+# Methods after which PMDs must have every change before the caller hears back.
+_CHANGES = {"add_br", "del_br", "add_port", "del_port", "db_set", "db_remove", "db_clear",
+            "add_flow", "add_flows", "mod_flows", "del_flows", "fdb_flush", "inject"}
+# Methods that report counters PMDs keep: ask them first.
+_READS_STATS = {"dump_flows", "show", "list_ports", "fdb_show", "pmd_stats_show",
+                "pmd_rxq_show"}
+
+
 def build_methods(switch: "Switch") -> dict:
     """The method table for the RPC server, bound to ``switch``."""
-    def bind(fn):
-        def method(*args, **kwargs):
-            return fn(switch, *args, **kwargs)
+    import inspect
+
+    def bind(name, fn):
+        async def method(*args, **kwargs):
+            if name in _READS_STATS:
+                await switch.pmds.collect_stats()
+            result = fn(switch, *args, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+            if name in _CHANGES:
+                await switch.settle()
+            return result
         method.__signature__ = _without_switch(fn)
         method.__name__ = fn.__name__
         method.__doc__ = fn.__doc__
@@ -495,9 +574,11 @@ def build_methods(switch: "Switch") -> dict:
         "add_flow": add_flow, "add_flows": add_flows, "mod_flows": mod_flows,
         "del_flows": del_flows, "dump_flows": dump_flows,
         "trace": trace, "fdb_show": fdb_show, "fdb_flush": fdb_flush, "inject": inject,
+        "pmd_stats_show": pmd_stats_show, "pmd_stats_clear": pmd_stats_clear,
+        "pmd_rxq_show": pmd_rxq_show, "dump_dp_flows": dump_dp_flows,
         "version": version,
     }
-    return {name: bind(fn) for name, fn in table.items()}
+    return {name: bind(name, fn) for name, fn in table.items()}
 
 
 def _without_switch(fn):
