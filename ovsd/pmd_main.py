@@ -51,21 +51,27 @@ class _SystemTx:
 
     def __init__(self, tx_info: dict):
         from ovsd.netdev.afpacket.tx import TxQueue
-        self.queue = TxQueue(tx_info["ifindex"])
+        self.queue = TxQueue.from_info(tx_info)
         self.stats = NetdevStats()
 
     def tx_burst(self, qid: int, frames: list) -> int:
         return self.queue.tx_burst(frames)
 
+    def flush(self) -> None:
+        if self.queue.unsent:
+            self.queue.flush()
+
     def close(self) -> None:
         self.queue.close()
 
 
-def _open_rxq(kind: str, fd: int, block: int):
-    if kind == "system":
+def _open_rxq(msg: dict, fd: int):
+    if msg["type"] == "system":
         from ovsd.netdev.afpacket.rx import RxQueue
-        return RxQueue(fd, block=block)
-    raise ValueError(f"ports of type {kind} have no PMD rx queues")
+        return RxQueue(fd, msg.get("block"), msg.get("skip", 0), ring=msg.get("ring"),
+                       close_fd=True)
+    os.close(fd)
+    raise ValueError(f"ports of type {msg['type']} have no PMD rx queues")
 
 
 class Replica:
@@ -146,19 +152,21 @@ class Replica:
             close()
 
     def _on_rxq_add(self, msg: dict, fds: list[int]) -> None:
-        queue = _open_rxq(msg["type"], fds[0], msg.get("block", 0))
+        try:
+            queue = _open_rxq(msg, fds[0])
+        except Exception as e:
+            log.error("pmd: cannot poll %s queue %d: %s", msg["port"], msg["qid"], e)
+            return
         self.loop.add_queue(PolledQueue(msg["odp"], msg["port"], msg["qid"], queue))
 
     def _on_rxq_del(self, msg: dict, fds) -> None:
         q = self.loop.remove_queue(msg["odp"], msg["qid"])
-        block = 0
+        block, skip = None, 0
         if q is not None:
-            block = getattr(q.queue, "block", 0)
-            close = getattr(q.queue, "close", None)
-            if close:
-                close()
+            block, skip = q.queue.position
+            q.queue.close()
         self.send({"t": "rxq_released", "odp": msg["odp"], "qid": msg["qid"],
-                   "block": block, "busy_ns": q.busy_ns if q else 0})
+                   "block": block, "skip": skip})
 
     def _on_mac(self, msg: dict, fds) -> None:
         ofproto = self.backer.bridges.get(msg["bridge"])
@@ -204,7 +212,12 @@ class Replica:
         self.report()
 
     def tick(self) -> None:
-        """MACs learned by upcalls go up at once, so other PMDs stop flooding."""
+        """Between polls: push out transmissions a full send buffer held back,
+        and send MACs learned by upcalls up at once, so other PMDs stop flooding."""
+        for port in self.dp.ports.values():
+            flush = getattr(port.netdev, "flush", None)
+            if flush is not None:
+                flush()
         if self._learned:
             learned = [(b, mac, vlan, port) for (b, mac, vlan), port in self._learned.items()]
             self._learned.clear()

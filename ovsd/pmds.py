@@ -68,7 +68,7 @@ class Pmd:
     rules: dict = field(default_factory=dict)  # bridge -> {rule id: rev} as sent
     ports: dict = field(default_factory=dict)  # (bridge, ofport) -> info as sent
     bridges: set = field(default_factory=set)
-    rxqs: set = field(default_factory=set)  # (odp, qid) polled by this PMD
+    rxqs: dict = field(default_factory=dict)  # (odp, qid) polled -> socket epoch
     mac_seq: dict = field(default_factory=dict)  # bridge -> MAC journal seq sent
     config: dict = field(default_factory=dict)  # datapath knobs as sent
     counters: dict = field(default_factory=perf.new_counters)
@@ -87,6 +87,8 @@ class PmdManager:
         self._waiters: dict[int, tuple[asyncio.Future, set[int]]] = {}
         self._flow_replies: dict[int, list] = {}
         self._releases: dict[tuple[int, int], asyncio.Future] = {}
+        # Where queues of stopped PMDs were, for their next owner.
+        self._positions: dict[tuple, tuple[int, int]] = {}
         self._lock = asyncio.Lock()
         self._closing = False
         self.error: str | None = None
@@ -118,7 +120,7 @@ class PmdManager:
         theirs.close()
         pmd.channel = ours
         pmd.ready = loop.create_future()
-        pmd.rules, pmd.ports, pmd.bridges, pmd.rxqs = {}, {}, set(), set()
+        pmd.rules, pmd.ports, pmd.bridges, pmd.rxqs = {}, {}, set(), {}
         pmd.mac_seq = {}
         pmd.config = {}
         pmd.started = time.monotonic()
@@ -209,7 +211,7 @@ class PmdManager:
         elif kind == "rxq_released":
             fut = self._releases.pop((msg["odp"], msg["qid"]), None)
             if fut is not None and not fut.done():
-                fut.set_result(msg["block"])
+                fut.set_result((msg["block"], msg["skip"]))
         else:
             log.warning("pmd %d sent an unknown message %r", pmd.pmd_id, kind)
 
@@ -393,8 +395,9 @@ class PmdManager:
 
     # -- rx queues -------------------------------------------------------------------------
 
-    def rxqs(self) -> dict[tuple[int, int], tuple[str, object, int]]:
-        """Every rx queue PMDs should poll: (odp, qid) -> (port name, netdev, fd)."""
+    def rxqs(self) -> dict[tuple[int, int], tuple[str, object, int, int]]:
+        """Every rx queue PMDs should poll: (odp, qid) -> (port name, netdev, fd,
+        socket epoch)."""
         out = {}
         for iface in self.switch.ifaces.values():
             netdev = iface.netdev
@@ -405,54 +408,63 @@ class PmdManager:
             if port is None:
                 continue
             for qid, fd in enumerate(netdev.rxq_fds()):
-                out[(port.odp_port, qid)] = (iface.name, netdev, fd)
+                out[(port.odp_port, qid)] = (iface.name, netdev, fd, netdev.rxq_epoch)
         return out
 
     async def _place_rxqs(self) -> None:
         live = [p for p in self.pmds.values() if p.alive]
         queues = self.rxqs()
-        current = {q: p.pmd_id for p in live for q in p.rxqs}
-        # Queues of deleted ports: the PMD already dropped the port; forget them.
+        # A queue whose port is gone, or whose socket was replaced
+        # (reconfigured), is dropped by its PMD; its position means nothing now.
         for pmd in live:
-            for q in [q for q in pmd.rxqs if q not in queues]:
-                await self._release(pmd, q)
+            for q, epoch in list(pmd.rxqs.items()):
+                if q not in queues or queues[q][3] != epoch:
+                    await self._release(pmd, q)
         if not live:
             return
-        loads = {}
-        for pmd in live:
-            for q, (_, busy) in pmd.rxq_load.items():
-                loads[q] = busy
+        current = {q: p.pmd_id for p in live for q in p.rxqs}
+        loads = {q: busy for p in live for q, (_, busy) in p.rxq_load.items()}
         wanted = assign_rxqs(sorted(queues, key=lambda q: (queues[q][0], q[1])),
                              [p.pmd_id for p in live], current, loads,
                              self.config.get("rxq_assign", "roundrobin"))
         for q, pmd_id in wanted.items():
             if current.get(q) == pmd_id:
                 continue
-            block = 0
-            old = self.pmds.get(current.get(q)) if q in current else None
-            if old is not None:
-                block = await self._release(old, q)
-            name, netdev, fd = queues[q]
+            name, netdev, fd, epoch = queues[q]
+            if q in current:
+                # Moving: the new owner continues exactly where the old one stopped.
+                block, skip = await self._release(self.pmds[current[q]], q)
+                start = {"block": block, "skip": skip, "ring": netdev.rx_ring.as_dict()}
+            else:
+                start = netdev.detach_rxq(q[1])
+                known = self._positions.pop((q, epoch), None)
+                if known is not None:  # a stopped PMD's queue: continue where it was
+                    start.update(block=known[0], skip=known[1])
             new = self.pmds[pmd_id]
             self._send(new, {"t": "rxq_add", "odp": q[0], "qid": q[1], "port": name,
-                             "type": netdev.type, "block": block}, [fd])
-            new.rxqs.add(q)
+                             "type": netdev.type, **start}, [fd])
+            new.rxqs[q] = epoch
+            log.info("%s rx queue %d: polled by pmd %d (core %d)", name, q[1], pmd_id,
+                     new.core)
 
-    async def _release(self, pmd: Pmd, q: tuple[int, int]) -> int:
+    async def _release(self, pmd: Pmd, q: tuple[int, int]) -> tuple[int | None, int]:
+        """Take queue ``q`` from ``pmd``; returns where it stopped reading."""
         fut = asyncio.get_running_loop().create_future()
         self._releases[q] = fut
-        pmd.rxqs.discard(q)
+        pmd.rxqs.pop(q, None)
         try:
             self._send(pmd, {"t": "rxq_del", "odp": q[0], "qid": q[1]})
             return await asyncio.wait_for(fut, ACK_TIMEOUT)
         except (ChannelClosed, asyncio.TimeoutError):
-            return 0
+            return None, 0
         finally:
             self._releases.pop(q, None)
 
     async def _release_all(self, pmd: Pmd) -> None:
-        for q in list(pmd.rxqs):
-            await self._release(pmd, q)
+        for q, epoch in list(pmd.rxqs.items()):
+            position = await self._release(pmd, q)
+            if position[0] is not None:
+                self._positions[(q, epoch)] = position
 
     # -- what users ask ---------------------------------------------------------------
 

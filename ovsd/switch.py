@@ -277,6 +277,12 @@ class Switch:
             iface.error, iface.netdev, iface.ofport = str(e), None, -1
             log.warning("port %s: %s", iface.name, e)
             return
+        except Exception as e:
+            # A bug in a port type must cost that port, not the reconfiguration.
+            log.exception("port %s: opening it failed", iface.name)
+            iface.error = f"opening the port failed unexpectedly: {type(e).__name__}: {e}"
+            iface.netdev, iface.ofport = None, -1
+            return
         ofport = self._choose_ofport(ofproto, iface, row)
         if ofport is None:
             netdev.close()

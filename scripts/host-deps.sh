@@ -4,7 +4,8 @@
 # only when something is missing.
 set -euo pipefail
 
-want=(iproute2)
+# iproute2 for namespaces and veths, ping and trafgen (netsniff-ng) for traffic.
+want=(iproute2 iputils-ping netsniff-ng)
 if [ "${1:-}" = python ]; then
     want=(python3 python3-venv python3-pip)
 fi

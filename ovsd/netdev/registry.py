@@ -17,14 +17,19 @@ def _internal(name: str, options: dict[str, str]) -> Netdev:
     return InternalNetdev(name, options)
 
 
+def _system(name: str, options: dict[str, str]) -> Netdev:
+    from ovsd.netdev.afpacket.device import SystemNetdev
+    return SystemNetdev(name, options)
+
+
 TYPES: dict[str, Callable[[str, dict[str, str]], Netdev]] = {
     "dummy": _dummy,
     "internal": _internal,
+    "system": _system,
 }
 
 # Types OVS knows that this ovsd cannot open: a clear error, not "unknown".
 NOT_AVAILABLE = {
-    "system": "AF_PACKET (system) ports",
     "afxdp": "AF_XDP ports",
     "dpdkvhostuser": "vhost-user ports",
     "dpdkvhostuserclient": "vhost-user ports",

@@ -154,8 +154,8 @@ def add_port(switch: "Switch", bridge: str, port: str, settings: list[str] | Non
     except VsctlError as e:
         raise RpcError(E_INVALID, f"add-port {bridge} {port}: {e}") from None
     state = switch.ifaces.get(port)
-    if state is None or state.error:
-        error = state.error if state else "the port was not created"
+    if state is None or state.error or state.netdev is None:
+        error = (state.error if state else None) or "the port was not created"
         # Leave nothing half-made behind: the port goes away with its error.
         _remove_port(switch, port)
         raise RpcError(E_FAILED, f"add-port {bridge} {port} failed: {error}; "

@@ -37,6 +37,8 @@ T = TypeVar("T")
 PREFIX = "ovt"
 IP_TIMEOUT = 10.0
 ETH_P_ALL = 0x0003
+SOL_PACKET = 263
+PACKET_IGNORE_OUTGOING = 23
 CLONE_NEWNET = 0x40000000
 SIOCETHTOOL = 0x8946
 SIOCGIFHWADDR = 0x8927
@@ -176,8 +178,11 @@ class Netns:
 
     def packet_socket(self, ifname: str) -> socket.socket:
         """A raw AF_PACKET socket bound to ``ifname`` in this namespace: send()
-        puts a whole Ethernet frame on the wire, recv() gets every frame."""
+        puts a whole Ethernet frame on the wire, recv() gets each frame that
+        arrives (VLAN tags are in the kernel's auxdata, not in the frame)."""
         sock = self.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        # Only what arrives, not the frames this namespace sends.
+        sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         sock.bind((ifname, ETH_P_ALL))
         return sock
 

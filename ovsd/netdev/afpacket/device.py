@@ -30,6 +30,8 @@ reconfigured:
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import os
 import socket
 from dataclasses import dataclass, fields
@@ -89,6 +91,17 @@ def _lookup(name: str) -> _Link:
     if not name or len(name.encode()) >= IFNAMSIZ or "/" in name or name.strip() != name:
         raise NetdevError(f"system port {name!r}: not a valid interface name "
                           f"(1 to {IFNAMSIZ - 1} characters, no '/' or spaces)")
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _lookup_netlink(name)
+    # pyroute2 runs an asyncio loop of its own, which cannot start inside the
+    # daemon's: ask from a thread.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(_lookup_netlink, name).result()
+
+
+def _lookup_netlink(name: str) -> _Link:
     from pyroute2 import IPRoute  # slow to import; only the control process needs it
 
     with IPRoute() as ipr:
@@ -119,16 +132,15 @@ class SystemNetdev(Netdev):
         self._mac = link.mac
         self.mtu = link.mtu
         self._driver = if_driver(name)
-        self._socks: list[socket.socket] = []
         self._rxqs: dict[int, RxQueue] = {}
+        self._detached: set[int] = set()
         self._txq: TxQueue | None = None
-        #: Bumped whenever the rx sockets are replaced (reconfigure): PMDs
-        #: holding the old fds must fetch rxq_fds() again.
-        self.rxq_epoch = 0
         self._ring_drops = 0
         self._truncated = 0
         self._kernel = dict.fromkeys(_STAT_NAMES, 0)
-        self._socks = self._open_rx(self._config)
+        self._socks: list[socket.socket] = self._open_rx(self._config)
+        #: Bumped whenever the rx sockets are replaced (reconfigure): PMDs
+        #: holding the old fds must be given rxq_fds() again.
         self.rxq_epoch = 1
 
     # -- rx sockets --------------------------------------------------------------
@@ -172,14 +184,28 @@ class SystemNetdev(Netdev):
     def detach_rxq(self, qid: int) -> dict:
         """Stop reading queue ``qid`` in this process; returns the keyword
         arguments for ``RxQueue(fd, **...)`` in its new owner: where to start
-        (block, skip) and the ring's geometry (msgpack-able)."""
+        (block, skip; block None when this process never read it: the new
+        owner finds the first unread block) and the ring's geometry
+        (msgpack-able).  Until ``attach_rxq`` takes it back, rx_burst on it
+        is an error: two readers of one ring would hand blocks back twice."""
         self._check_qid(qid)
         q = self._rxqs.pop(qid, None)
-        block, skip = (0, 0) if q is None else q.position
+        block, skip = (None, 0) if q is None else q.position
         if q is not None:
             self._truncated += q.truncated
             q.close()
+        self._detached.add(qid)
         return {"block": block, "skip": skip, "ring": self._config.rx_ring.as_dict()}
+
+    def attach_rxq(self, qid: int, block: int | None = None, skip: int = 0) -> None:
+        """Read queue ``qid`` in this process again, from where its last owner
+        stopped (that owner's RxQueue.position; None when it is not known)."""
+        self._check_qid(qid)
+        if qid not in self._detached:
+            raise NetdevError(f"system port {self.name}: rx queue {qid} is not detached")
+        self._detached.discard(qid)
+        self._rxqs[qid] = RxQueue(self._socks[qid].fileno(), block, skip,
+                                  ring=self._config.rx_ring)
 
     def tx_info(self) -> dict:
         """What a PMD needs for TxQueue.from_info (msgpack-able)."""
@@ -202,6 +228,9 @@ class SystemNetdev(Netdev):
         q = self._rxqs.get(qid)
         if q is None:
             self._check_qid(qid)
+            if qid in self._detached:
+                raise NetdevError(f"system port {self.name}: rx queue {qid} was handed to "
+                                  "another reader (detach_rxq); attach_rxq takes it back")
             q = self._rxqs[qid] = RxQueue(self._socks[qid].fileno(),
                                           ring=self._config.rx_ring)
         return q
@@ -233,6 +262,7 @@ class SystemNetdev(Netdev):
             socks = self._open_rx(config)  # may fail: then nothing changed
             self._close_rx()
             self._socks = socks
+            self._detached.clear()
             self.rxq_epoch += 1
         if config.tx_ring_frames != self._config.tx_ring_frames and self._txq is not None:
             self._txq.close()

@@ -33,6 +33,7 @@ PACKET_STATISTICS = 6
 PACKET_VERSION = 10
 PACKET_TX_RING = 13
 PACKET_LOSS = 14
+PACKET_VNET_HDR = 15
 PACKET_FANOUT = 18
 PACKET_QDISC_BYPASS = 20
 PACKET_IGNORE_OUTGOING = 23
@@ -59,6 +60,7 @@ PAGE_SIZE = mmap.PAGESIZE
 # (block_status, num_pkts, offset_to_first_pkt, ...).
 BLOCK_STATUS_OFFSET = 8
 BLOCK_HDR = struct.Struct("<III")  # block_status, num_pkts, offset_to_first_pkt
+BLOCK_SEQ = struct.Struct("<I12xQ")  # block_status ... seq_num
 # struct tpacket3_hdr: next_offset, sec, nsec, snaplen, len, status, mac, net,
 # then hv1 (rxhash, vlan_tci, vlan_tpid).
 V3_PKT_HDR = struct.Struct("<I8xIIIH")  # next_offset, snaplen, len, status, mac
@@ -67,10 +69,14 @@ V3_VLAN_OFFSET = 28
 # Where the kernel puts an Ethernet frame in a V3 block: the 48-byte header
 # plus a sockaddr_ll (20), aligned, leave the network header 16-byte aligned.
 V3_MAC_OFFSET = 82
-# struct tpacket2_hdr: status, len, snaplen, mac, net, ...; the frame of a TX
-# slot starts right after the 32-byte header when PACKET_TX_HAS_OFF is off.
-V2_TX_HDR = struct.Struct("<II")  # tp_status, tp_len
-V2_TX_DATA_OFFSET = 32
+# struct tpacket2_hdr: status, len, snaplen, mac, net, ...  A TX slot's data
+# starts right after the 32-byte header; with PACKET_VNET_HDR the data is a
+# 10-byte struct virtio_net_hdr (flags, gso_type, hdr_len, gso_size,
+# csum_start, csum_offset; only hdr_len is ever non-zero here) and then the
+# frame.  tp_len covers both.
+V2_TX_HDR = struct.Struct("<II26xH")  # tp_status, tp_len, vnet hdr_len
+VNET_HDR_LEN = 10
+V2_TX_DATA_OFFSET = 32 + VNET_HDR_LEN
 
 ETH_HLEN = 14
 VLAN_HLEN = 4
@@ -247,12 +253,17 @@ def open_tx_socket(ifname: str, ring: TxRing, sndbuf: int) -> socket.socket:
 
     Bound with protocol 0, so the kernel never queues received frames on it.
     PACKET_LOSS makes the kernel skip a slot it cannot send instead of
-    stopping the whole ring at it.
+    stopping the whole ring at it.  PACKET_VNET_HDR lets each slot say how
+    much of the frame the kernel copies into the packet (hdr_len): the whole
+    frame, so no packet points into the ring.  Left pointing into it, the
+    packet is copied into freshly allocated pages anyway wherever it meets
+    another network stack (a veth), which costs more than the copy.
     """
     sock = packet_socket(ifname)
     try:
         _setsockopt(sock, PACKET_VERSION, TPACKET_V2, "select TPACKET_V2", ifname)
         _setsockopt(sock, PACKET_LOSS, 1, "set PACKET_LOSS", ifname)
+        _setsockopt(sock, PACKET_VNET_HDR, 1, "enable virtio-net headers", ifname)
         _setsockopt(sock, PACKET_TX_RING, ring.request(), "set up the tx ring", ifname)
         try:
             # Frames in flight are charged to the send buffer: room for the ring.

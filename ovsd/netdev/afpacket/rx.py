@@ -11,6 +11,9 @@ reader therefore only needs one position: the block it is reading (``block``)
 and how many of that block's frames it already returned (``skip``).  That
 pair is all a queue's new owner needs to continue where the old one stopped:
 ``RxQueue(fd, block=old.block, skip=old.skip)`` after ``old.close()``.
+Without a position (a fresh socket, or the previous reader died) the queue
+starts at the oldest block the kernel handed over and nobody gave back (a
+block a dead reader was in the middle of is then read again whole).
 
 Frames are returned as ``bytes`` copied out of the ring (copying a 64-byte
 frame costs less than making a memoryview of it, and key extraction is faster
@@ -25,10 +28,10 @@ from __future__ import annotations
 import os
 
 from ovsd.netdev.base import NetdevError
-from ovsd.netdev.afpacket.ring import (BLOCK_HDR, BLOCK_STATUS_OFFSET, TP_STATUS_USER,
-                                       TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID,
-                                       TPACKET_V3, V3_PKT_HDR, V3_VLAN, V3_VLAN_OFFSET,
-                                       RxRing, map_ring, socket_rings)
+from ovsd.netdev.afpacket.ring import (BLOCK_HDR, BLOCK_SEQ, BLOCK_STATUS_OFFSET,
+                                       TP_STATUS_USER, TP_STATUS_VLAN_TPID_VALID,
+                                       TP_STATUS_VLAN_VALID, TPACKET_V3, V3_PKT_HDR, V3_VLAN,
+                                       V3_VLAN_OFFSET, RxRing, map_ring, socket_rings)
 
 _RELEASE = bytes(4)  # TP_STATUS_KERNEL as a u32
 
@@ -43,8 +46,19 @@ class RxQueue:
     caller's.
     """
 
-    def __init__(self, fd: int, block: int = 0, skip: int = 0, *,
+    def __init__(self, fd: int, block: int | None = None, skip: int = 0, *,
                  ring: RxRing | dict | None = None, close_fd: bool = False):
+        self._mm = None
+        self._fd = fd
+        self._close_fd = close_fd
+        try:
+            self._open(fd, block, skip, ring)
+        except BaseException:
+            self.close()  # an owned fd is not leaked when the queue cannot be built
+            raise
+
+    def _open(self, fd: int, block: int | None, skip: int,
+              ring: RxRing | dict | None) -> None:
         if isinstance(ring, dict):
             ring = RxRing(**ring)
         if ring is None:
@@ -52,20 +66,20 @@ class RxQueue:
             if info.version != TPACKET_V3 or info.rx is None:
                 raise NetdevError(f"fd {fd} has no TPACKET_V3 rx ring")
             ring = info.rx
-        if not 0 <= block < ring.block_nr:
+        if block is not None and not 0 <= block < ring.block_nr:
             raise NetdevError(f"rx queue start block {block}: the ring has blocks "
                               f"0 to {ring.block_nr - 1}")
         if skip < 0:
             raise NetdevError(f"rx queue skip={skip}: expected a frame count >= 0")
         self.ring = ring
-        self._fd = fd
-        self._close_fd = close_fd
         try:
             self._mm = map_ring(fd, ring.size)
         except OSError as e:
             raise NetdevError(f"cannot map the rx ring of fd {fd}: {e.strerror}") from None
         self._block_size = ring.block_size
         self._block_nr = ring.block_nr
+        if block is None:
+            block, skip = self._first_unread(), 0
         #: Index of the block being read, or the next one the kernel will hand over.
         self.block = block
         #: Frames of ``block`` already returned (the new owner's starting point).
@@ -129,6 +143,22 @@ class RxQueue:
             self._release()
         return frames
 
+    def _first_unread(self) -> int:
+        """Where reading starts when the previous reader's position is unknown
+        (a fresh socket, or a PMD that died): the oldest block handed to user
+        space and not given back, else the block the kernel is filling (the
+        most recently opened).  Blocks carry the sequence number of their
+        opening; a block the kernel never opened has 0."""
+        mm = self._mm
+        oldest = newest = None
+        for i in range(self._block_nr):
+            status, seq = BLOCK_SEQ.unpack_from(mm, i * self._block_size + BLOCK_STATUS_OFFSET)
+            if status & TP_STATUS_USER and (oldest is None or seq < oldest[0]):
+                oldest = (seq, i)
+            if newest is None or seq > newest[0]:
+                newest = (seq, i)
+        return (oldest or newest)[1]
+
     def _skip(self, pos: int, num: int) -> tuple[int, int]:
         """Step over the frames a previous owner already returned."""
         skip = min(self.skip, num)
@@ -157,13 +187,6 @@ class RxQueue:
         self._left = 0
         self.skip = 0
         self.block = self.block + 1 if self.block + 1 < self._block_nr else 0
-
-    def pending(self) -> bool:
-        """True when a frame is ready to be returned (the next rx_burst is not empty)."""
-        if self._left:
-            return True
-        return bool(self._mm[self.block * self._block_size + BLOCK_STATUS_OFFSET]
-                    & TP_STATUS_USER)
 
     def close(self) -> None:
         """Unmap the ring (and close the fd if owned).  The position stays readable

@@ -9,6 +9,12 @@ The kernel marks a slot TP_STATUS_AVAILABLE again once the frame has left
 come back to it means the ring is full: the frame is dropped and counted,
 never waited for.
 
+Each slot starts with a virtio-net header whose hdr_len is the frame's
+length, so the kernel copies the frame into the packet instead of pointing
+the packet at the ring (see ring.open_tx_socket): on veths that measured
+about 550 ns per frame against 700 with the pointing.  A side effect is that the
+kernel no longer checks lengths against the MTU; this class does.
+
 Why V2 and not V3: a V3 transmit ring has the same fixed slots with a 48-byte
 header instead of 32 and measured no faster; V2 is the simpler layout.
 """
@@ -20,8 +26,8 @@ import socket
 
 from ovsd.netdev.base import NetdevError
 from ovsd.netdev.afpacket.ring import (ETH_HLEN, TP_STATUS_SEND_REQUEST, V2_TX_DATA_OFFSET,
-                                       V2_TX_HDR, VLAN_HLEN, TxRing, if_index, if_mtu,
-                                       is_gone, map_ring, open_tx_socket)
+                                       V2_TX_HDR, VLAN_HLEN, VNET_HDR_LEN, TxRing, if_index,
+                                       if_mtu, is_gone, map_ring, open_tx_socket)
 
 DEFAULT_TX_FRAMES = 1024
 _VLAN_TPIDS = (b"\x81\x00", b"\x88\xa8")
@@ -41,24 +47,25 @@ class TxQueue:
                  mtu: int | None = None):
         try:
             name = socket.if_indextoname(ifindex)
+            if mtu is None:
+                mtu = if_mtu(name)
         except OSError:
             raise NetdevError(f"no network interface has ifindex {ifindex} (in this "
                               "network namespace)") from None
-        if mtu is None:
-            mtu = if_mtu(name)
         self.ifindex = ifindex
         self.name = name
         self.mtu = mtu
         self.ring = ring = TxRing.for_mtu(mtu, frames)
         self._sock = open_tx_socket(name, ring, sndbuf=2 * ring.size)
         try:
+            # The socket was bound by name: make sure the name still meant ifindex.
             if if_index(name) != ifindex:
                 raise NetdevError(f"{name}: interface was replaced while opening "
                                   f"(ifindex is no longer {ifindex})")
             self._mm = map_ring(self._sock.fileno(), ring.size)
         except OSError as e:
             self._sock.close()
-            raise NetdevError(f"{name}: cannot map the tx ring: {e.strerror}") from None
+            raise NetdevError(f"{name}: cannot set up the tx ring: {e.strerror}") from None
         except BaseException:
             self._sock.close()
             raise
@@ -73,6 +80,9 @@ class TxQueue:
         self.dropped_full = 0
         self.dropped_size = 0
         self.dropped_down = 0
+        #: send() failures other than "link down" or "send buffer full".
+        self.send_errors = 0
+        self.last_error = ""
 
     @classmethod
     def from_info(cls, info: dict) -> "TxQueue":
@@ -86,7 +96,8 @@ class TxQueue:
     def tx_burst(self, frames: list) -> int:
         """Queue ``frames`` and send them with one syscall; returns how many were
         handed to the kernel.  The others are dropped and counted: too short
-        or too long for the interface, no free slot, or the interface is down."""
+        or too long for the interface, no free slot, or the interface is down.
+        Frames are copied: the caller may reuse its buffers at once."""
         mm = self._mm
         slot = self._slot
         end = self._end
@@ -106,7 +117,7 @@ class TxQueue:
                 break
             start = off + data
             mm[start:start + length] = frame
-            pack(mm, off, TP_STATUS_SEND_REQUEST, length)
+            pack(mm, off, TP_STATUS_SEND_REQUEST, length + VNET_HDR_LEN, length)
             n += 1
             off += slot
             if off == end:
@@ -134,13 +145,21 @@ class TxQueue:
                 self._unsent = True
                 return n
             if not is_gone(e):
-                raise NetdevError(f"{self.name}: transmit failed: {e.strerror}") from None
+                # Unexpected: keep the slots queued for the next send, and say so
+                # in the counters rather than raise in a PMD's loop.
+                self.send_errors += 1
+                self.last_error = e.strerror or str(e)
+                self._unsent = True
+                return n
             # The kernel refused before looking at the ring: take this burst's
             # slots back so that our position and the kernel's stay together.
             self._reclaim(first, n)
             self.dropped_down += n
             return 0
-        self._unsent = False
+        # When the send buffer fills up midway, the kernel returns what it sent
+        # so far and leaves the rest queued: flush() pushes it later.
+        last = (self._off or self._end) - self._slot
+        self._unsent = self._mm[last] == TP_STATUS_SEND_REQUEST
         return n
 
     def _reclaim(self, first: int, n: int) -> None:
@@ -153,10 +172,16 @@ class TxQueue:
                 off = 0
         self._off = first
 
+    @property
+    def unsent(self) -> bool:
+        """Frames wait in the ring for buffer space (flush() sends them)."""
+        return self._unsent
+
     def flush(self) -> None:
-        """Retry frames left queued by a send that found the send buffer full."""
+        """Send frames left queued by a send that found the send buffer full;
+        a PMD calls it when it has nothing else to do (no syscall otherwise)."""
         if self._unsent:
-            self.sent += self._send(self._off, 0)
+            self._send(self._off, 0)
 
     def in_flight(self) -> int:
         """Slots the kernel has not given back yet (queued or being sent)."""
