@@ -128,8 +128,9 @@ def frames(path: Path) -> list[bytes]:
 # -- dump-flows -----------------------------------------------------------------------
 
 # One line of ovs-ofctl dump-flows: the stats part, then the match, then actions.
+# (A duration of whole seconds prints without decimals, as in OVS: "2s".)
 FLOW_LINE = re.compile(
-    r"^ cookie=(?P<cookie>0x[0-9a-f]+), duration=(?P<duration>\d+\.\d{3})s, "
+    r"^ cookie=(?P<cookie>0x[0-9a-f]+), duration=(?P<duration>\d+(?:\.\d{3})?)s, "
     r"table=(?P<table>\d+), n_packets=(?P<n_packets>\d+), n_bytes=(?P<n_bytes>\d+), "
     r"(?:idle_timeout=(?P<idle_timeout>\d+), )?(?:hard_timeout=(?P<hard_timeout>\d+), )?"
     r"(?P<flags>(?:(?:reset_counts|send_flow_rem|check_overlap|no_packet_counts|"
@@ -160,5 +161,5 @@ def parse_flows(text: str) -> list[dict]:
 
 def stable_flows(text: str) -> str:
     """dump-flows output without what changes by itself (durations, ages)."""
-    text = re.sub(r"duration=\d+\.\d+s", "duration=Xs", text)
+    text = re.sub(r"duration=\d+(?:\.\d+)?s", "duration=Xs", text)
     return re.sub(r"(idle_age|hard_age)=\d+", r"\1=X", text)
