@@ -55,10 +55,21 @@ class Iface:
     netdev: Netdev | None = None
     ofport: int = -1
     error: str | None = None
+    last_ofport: int = -1  # kept while the device is gone, to come back as it was
+    retry_ifindex: int | None = None
 
 
 def _options(row) -> dict[str, str]:
     return dict(row["options"])
+
+
+def _ifindex(name: str) -> int | None:
+    """The ifindex of interface ``name`` in the daemon's namespace, or None."""
+    try:
+        with open(f"/sys/class/net/{name}/ifindex") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
 
 
 class Switch:
@@ -253,7 +264,8 @@ class Switch:
             self._open_iface(ofproto, iface, row, vlan)
             return
         if iface.netdev is None:
-            if options != iface.options or iface.error:
+            gone = iface.type == "system" and _ifindex(name) is None
+            if options != iface.options or (iface.error and not gone):
                 iface.options = options
                 self._open_iface(ofproto, iface, row, vlan)
             return
@@ -294,6 +306,7 @@ class Switch:
         port = OfPort(ofport, iface.name, 0, iface.type, vlan)
         self.backer.add_port(ofproto, port, netdev)
         iface.netdev, iface.ofport, iface.error = netdev, ofport, None
+        iface.last_ofport = ofport
         self._watch(netdev, port.odp_port)
         log.info("bridge %s: added port %s (type %s) as OpenFlow port %d",
                  ofproto.name, iface.name, iface.type, ofport)
@@ -304,6 +317,8 @@ class Switch:
         requested = row["ofport_request"]
         if requested is not None:
             return requested if requested not in ofproto.ports else None
+        if 0 < iface.last_ofport < OFPP_MAX and iface.last_ofport not in ofproto.ports:
+            return iface.last_ofport
         current = row["ofport"]
         if current is not None and 0 < current < OFPP_MAX and current not in ofproto.ports:
             return current  # keep the number across restarts, as OVS does
@@ -328,13 +343,43 @@ class Switch:
         self.ifaces.pop(iface.name, None)
         if iface.netdev is None:
             return
+        self._close_iface(iface)
+        log.info("bridge %s: deleted port %s", iface.bridge, iface.name)
+
+    def _close_iface(self, iface: Iface, reason: str | None = None) -> None:
+        """Take the device out of the datapath and close it; the port stays
+        configured (and reports ``reason`` as its error) until deleted."""
         ofproto = self.backer.bridges.get(iface.bridge)
         port = ofproto.ports.get(iface.ofport) if ofproto else None
         if port is not None:
             self._unwatch(port.odp_port, iface.netdev)
             self.backer.del_port(ofproto, iface.ofport)
         iface.netdev.close()
-        log.info("bridge %s: deleted port %s", iface.bridge, iface.name)
+        iface.netdev = None
+        iface.error = reason
+
+    def check_ports(self) -> None:
+        """Notice interfaces deleted under system ports (the port goes down,
+        the others keep forwarding) and interfaces that came back (reopened)."""
+        changed = False
+        for iface in list(self.ifaces.values()):
+            if iface.type != "system":
+                continue
+            present = _ifindex(iface.name)
+            if iface.netdev is not None:
+                if present != getattr(iface.netdev, "ifindex", present):
+                    log.warning("port %s: the interface %s disappeared; the port is down "
+                                "until an interface of that name exists again",
+                                iface.name, iface.name)
+                    self._close_iface(iface, f"the interface {iface.name} disappeared "
+                                             "(the port comes back when it exists again)")
+                    changed = True
+            elif present is not None and present != iface.retry_ifindex:
+                iface.retry_ifindex = present  # one try per new interface, no log storm
+                changed = True
+        if changed:
+            self.reconfigure()
+            self._schedule_settle()
 
     def _write_back(self) -> None:
         db = self.db
@@ -404,6 +449,7 @@ class Switch:
         self._server = RpcServer(build_methods(self), sock_path, error_codes=ERROR_CODES)
         await self._server.start()
         self._tasks = [asyncio.create_task(self._periodic(EXPIRY_INTERVAL, self.expire)),
+                       asyncio.create_task(self._periodic(EXPIRY_INTERVAL, self.check_ports)),
                        asyncio.create_task(self._periodic(STATS_INTERVAL, self.write_stats))]
 
     # -- PMDs --------------------------------------------------------------------------

@@ -485,8 +485,8 @@ def pmd_stats_show(switch: "Switch") -> dict:
     entries, text = [], []
     for pmd in sorted(switch.pmds.pmds.values(), key=lambda p: p.core):
         c = perf.minus(pmd.counters, pmd.baseline)
-        entries.append({"pmd_id": pmd.pmd_id, "core": pmd.core, "alive": pmd.alive,
-                        "restarts": pmd.restarts, **c})
+        entries.append({"pmd_id": pmd.pmd_id, "core": pmd.core, "pid": pmd.pid,
+                        "alive": pmd.alive, "restarts": pmd.restarts, **c})
         text.append(perf.format_pmd_stats(f"pmd thread numa_id 0 core_id {pmd.core}", c))
     main = perf.minus(switch.main_counters(), switch.main_baseline)
     entries.append({"pmd_id": None, "core": None, **main})
