@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CONFIG ?= configs/ovsd.toml
 PYTEST_ARGS ?=
 
-.PHONY: all setup host-deps run test bench clean
+.PHONY: all setup host-deps run test bench demo clean
 
 all: setup
 
@@ -31,6 +31,10 @@ run: setup
 test: setup
 	$(BIN)/pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+# Two namespaces ping each other through ovsd (system ports, a PMD); cleans up.
+demo: setup
+	bash scripts/demo.sh
 
 bench: setup
 	$(BIN)/python -m bench $(SCENARIO)

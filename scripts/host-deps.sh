@@ -4,8 +4,8 @@
 # only when something is missing.
 set -euo pipefail
 
-# iproute2 for namespaces and veths, ping and trafgen (netsniff-ng) for traffic.
-want=(iproute2 iputils-ping netsniff-ng)
+# iproute2 for namespaces and veths; ping, ethtool and trafgen (netsniff-ng) for traffic.
+want=(iproute2 iputils-ping ethtool netsniff-ng)
 if [ "${1:-}" = python ]; then
     want=(python3 python3-venv python3-pip)
 fi
