@@ -26,13 +26,17 @@ from ovsd.dpif.emc import Emc
 from ovsd.dpif.execute import execute_batch
 from ovsd.dpif.flow import DpFlow
 from ovsd.dpif.megaflow import MegaflowCache
+from ovsd.dpif.simple_match import IPV4_NOFRAG, SimpleMatch, simple_key
 from ovsd.netdev.base import Netdev
+from ovsd.packet import key as K
 from ovsd.packet.parse import extract_keys
 
 log = logging.getLogger(__name__)
 
 MAX_PORTS = 65535
 BURST = 32
+IN_PORT_SHIFT = K.IN_PORT_SHIFT
+_IN_PORT_MASK = K.FIELDS["in_port"].mask
 
 
 class Upcall(NamedTuple):
@@ -53,6 +57,7 @@ class DpStats:
     """The counters pmd-stats-show prints."""
 
     n_packets: int = 0
+    n_simple_hit: int = 0
     n_emc_hit: int = 0
     n_megaflow_hit: int = 0
     n_subtable_probes: int = 0
@@ -96,6 +101,7 @@ class Datapath:
         self.stats = DpStats()
         self.emc = Emc()
         self.megaflows = MegaflowCache()
+        self.simple = SimpleMatch()
         self._seen_generation = generation()
 
     # -- ports ----------------------------------------------------------------
@@ -132,6 +138,7 @@ class Datapath:
                 self.on_flow_removed(f)
         self.megaflows.clear()
         self.emc.clear()
+        self.simple.clear()
         self._seen_generation = self.generation()
 
     def flows(self) -> list[DpFlow]:
@@ -143,6 +150,7 @@ class Datapath:
         old = [f for f in self.megaflows.flows() if max(f.used, f.created) < cutoff]
         for f in old:
             self.megaflows.remove(f)
+            self.simple.remove((f.key & _IN_PORT_MASK) >> IN_PORT_SHIFT, f)
             if self.on_flow_removed is not None:
                 self.on_flow_removed(f)
         return len(old)
@@ -154,9 +162,65 @@ class Datapath:
         if self.generation() != self._seen_generation:
             self.flush()
         stats = self.stats
+        batches: dict[DpFlow, list] = {}
+        simple = self.simple.tables(in_port)
+        if simple is not None:
+            frames = self._simple_walk(in_port, frames, simple, batches)
+        stats.n_packets += len(frames)
+        if frames:
+            self._full_walk(in_port, frames, batches)
+        outputs: dict[int, list] = {}
+        now = self.clock()
+        for flow, batch in batches.items():
+            flow.n_packets += len(batch)
+            flow.n_bytes += sum(map(len, batch))
+            flow.used = now
+            stats.n_userspace += execute_batch(batch, flow.actions, outputs)
+        self.transmit(outputs)
+        if self.eager_stats:
+            for flow in batches:
+                self.on_flow_removed(flow)
+
+    def _simple_walk(self, in_port: int, frames: list, tables, batches: dict) -> list:
+        """Packets whose flow the simple-match tables answer; returns the rest."""
+        port_bits = in_port << IN_PORT_SHIFT
+        ipv4 = port_bits | IPV4_NOFRAG
+        last_key = last_batch = None
+        rest = []
+        for frame in frames:
+            # The common case inline: untagged IPv4, not a fragment.
+            if frame[12:14] == b"\x08\x00" and len(frame) >= 22 \
+                    and not (frame[20] & 0x3F or frame[21]):
+                skey = ipv4
+            else:
+                skey = simple_key(frame, port_bits)
+                if skey is None:
+                    rest.append(frame)
+                    continue
+            if skey == last_key:
+                last_batch.append(frame)
+                continue
+            for mask, table in tables:
+                flow = table.get(skey & mask)
+                if flow is not None:
+                    break
+            else:
+                rest.append(frame)
+                continue
+            last_key = skey
+            last_batch = batches.get(flow)
+            if last_batch is None:
+                last_batch = batches[flow] = []
+            last_batch.append(frame)
+        n = len(frames) - len(rest)
+        self.stats.n_packets += n
+        self.stats.n_simple_hit += n
+        return rest
+
+    def _full_walk(self, in_port: int, frames: list, batches: dict) -> None:
+        stats = self.stats
         emc = self.emc.entries
         lookup = self.megaflows.lookup
-        batches: dict[DpFlow, list] = {}
         n_emc = n_mf = 0
         for frame, key in zip(frames, extract_keys(frames, in_port)):
             flow = emc.get(key)
@@ -176,20 +240,8 @@ class Datapath:
                 batches[flow] = [frame]
             else:
                 batch.append(frame)
-        stats.n_packets += len(frames)
         stats.n_emc_hit += n_emc
         stats.n_megaflow_hit += n_mf
-        outputs: dict[int, list] = {}
-        now = self.clock()
-        for flow, batch in batches.items():
-            flow.n_packets += len(batch)
-            flow.n_bytes += sum(map(len, batch))
-            flow.used = now
-            stats.n_userspace += execute_batch(batch, flow.actions, outputs)
-        self.transmit(outputs)
-        if self.eager_stats:
-            for flow in batches:
-                self.on_flow_removed(flow)
 
     def _miss(self, key: int, frame) -> DpFlow | None:
         self.stats.n_upcalls += 1
@@ -204,7 +256,9 @@ class Datapath:
             return None
         flow = DpFlow(key & up.mask, up.mask, up.actions, up.rules, up.learned,
                       self.clock())
-        return self.megaflows.insert(flow)
+        flow = self.megaflows.insert(flow)
+        self.simple.add((key & _IN_PORT_MASK) >> IN_PORT_SHIFT, flow)
+        return flow
 
     def transmit(self, outputs: dict[int, list]) -> None:
         for port_no, frames in outputs.items():

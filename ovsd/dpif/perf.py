@@ -9,14 +9,16 @@ from __future__ import annotations
 
 
 def new_counters() -> dict:
-    return {"packets": 0, "emc_hits": 0, "megaflow_hits": 0, "subtable_probes": 0,
+    return {"packets": 0, "simple_hits": 0, "emc_hits": 0, "megaflow_hits": 0,
+            "subtable_probes": 0,
             "upcalls": 0, "lost": 0, "userspace": 0, "batches": 0,
             "busy_ns": 0, "idle_ns": 0}
 
 
 def pmd_counters(dp_stats, busy_ns: int, idle_ns: int, batches: int) -> dict:
     """A PMD's (or the main thread's) counters from its datapath's stats."""
-    return {"packets": dp_stats.n_packets, "emc_hits": dp_stats.n_emc_hit,
+    return {"packets": dp_stats.n_packets, "simple_hits": dp_stats.n_simple_hit,
+            "emc_hits": dp_stats.n_emc_hit,
             "megaflow_hits": dp_stats.n_megaflow_hit,
             "subtable_probes": dp_stats.n_subtable_probes,
             "upcalls": dp_stats.n_upcalls, "lost": dp_stats.n_lost,
@@ -38,6 +40,7 @@ def format_pmd_stats(title: str, c: dict, with_times: bool = True) -> str:
     lines = [
         f"{title}:",
         f"  packets received: {pkts}",
+        f"  simple match hits: {c['simple_hits']}",
         f"  emc hits: {c['emc_hits']}",
         f"  megaflow hits: {c['megaflow_hits']}",
         f"  avg. subtable lookups per megaflow hit: "

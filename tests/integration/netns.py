@@ -37,6 +37,7 @@ T = TypeVar("T")
 PREFIX = "ovt"
 IP_TIMEOUT = 10.0
 ETH_P_ALL = 0x0003
+SO_RCVBUFFORCE = 33
 SOL_PACKET = 263
 PACKET_IGNORE_OUTGOING = 23
 CLONE_NEWNET = 0x40000000
@@ -183,6 +184,12 @@ class Netns:
         sock = self.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         # Only what arrives, not the frames this namespace sends.
         sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        # Room for a test's whole burst even when the reader is slow to run
+        # (a loaded machine): a full socket buffer drops frames silently.
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
         sock.bind((ifname, ETH_P_ALL))
         return sock
 

@@ -225,7 +225,8 @@ def test_megaflow_is_as_wide_as_the_rules_allow(topo):
 def test_counters_add_up(normal):
     ping(normal, "a", "b", 5)
     for pmd in normal.json("pmd-stats-show")["pmds"]:
-        assert pmd["emc_hits"] + pmd["megaflow_hits"] + pmd["upcalls"] == pmd["packets"]
+        assert (pmd["simple_hits"] + pmd["emc_hits"] + pmd["megaflow_hits"]
+                + pmd["upcalls"]) == pmd["packets"]
     flows = normal.json("dump-flows", "br0")["flows"]
     assert flows[0]["n_packets"] >= 10  # fast-path packets reach the rule's counters
 
