@@ -209,6 +209,7 @@ class Replica:
 
     def housekeeping(self) -> None:
         self.dp.expire(self.max_idle)
+        self.dp.megaflows.rerank()
         self.report()
 
     def tick(self) -> None:

@@ -518,6 +518,7 @@ class Switch:
 
     def expire(self) -> None:
         self.backer.dp.expire(self.pmds.config.get("max_idle", DEFAULT_MAX_IDLE_MS) / 1000)
+        self.backer.dp.megaflows.rerank()
         now = time.time()
         changed = False
         for ofproto in self.backer.bridges.values():

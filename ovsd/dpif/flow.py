@@ -8,16 +8,23 @@ rather than used.
 
 from __future__ import annotations
 
+from ovsd.dpif.odp_actions import OUTPUT
+
 
 class DpFlow:
     __slots__ = ("key", "mask", "actions", "n_packets", "n_bytes", "used", "created",
-                 "dead", "rules", "learned", "credited_packets", "credited_bytes")
+                 "dead", "rules", "learned", "credited_packets", "credited_bytes",
+                 "out_ports")
 
     def __init__(self, key: int, mask: int, actions: tuple, rules: tuple = (),
                  learned: tuple = (), now: float = 0.0):
         self.key = key  # already masked
         self.mask = mask
         self.actions = actions
+        # The output ports when the actions do nothing else (the common case):
+        # the packets then go out as they came, with no per-packet work.
+        self.out_ports = (tuple(a[1] for a in actions)
+                          if all(a[0] == OUTPUT for a in actions) else None)
         self.rules = rules  # what the OpenFlow rules' counters are credited to
         self.learned = learned  # (mac, vlan, port, bridge) NORMAL learned: kept fresh
         self.n_packets = 0

@@ -1,8 +1,8 @@
 """The megaflow cache (OVS's dpcls): one hash table per distinct wildcard mask.
 
 A lookup probes subtables in order of how many hits they took, so the busy
-masks come first; subtables are re-ranked every ``RERANK_EVERY`` lookups
-(OVS re-sorts its subtables by hit counts once a second).  Megaflows come
+masks come first; ``rerank`` re-sorts them (the owner calls it about once a
+second, as OVS re-sorts its subtables by hit counts).  Megaflows come
 from one consistent set of OpenFlow tables, so any matching one is right;
 the first found wins.
 """
@@ -10,8 +10,6 @@ the first found wins.
 from __future__ import annotations
 
 from ovsd.dpif.flow import DpFlow
-
-RERANK_EVERY = 4096
 
 
 class _Subtable:
@@ -27,14 +25,10 @@ class MegaflowCache:
     def __init__(self):
         self._by_mask: dict[int, _Subtable] = {}
         self._order: list[_Subtable] = []
-        self._lookups = 0
         self.n_flows = 0
         self.subtable_probes = 0  # for pmd-stats-show's "avg. subtable lookups per hit"
 
     def lookup(self, key: int) -> DpFlow | None:
-        self._lookups += 1
-        if self._lookups >= RERANK_EVERY:
-            self._rerank()
         probes = 0
         for st in self._order:
             probes += 1
@@ -85,8 +79,8 @@ class MegaflowCache:
     def n_subtables(self) -> int:
         return len(self._order)
 
-    def _rerank(self) -> None:
-        self._lookups = 0
+    def rerank(self) -> None:
+        """Busiest subtables first; called about once a second, as OVS does."""
         self._order.sort(key=lambda st: -st.hits)
         for st in self._order:
             st.hits >>= 1  # decay, so the order follows recent traffic

@@ -20,7 +20,7 @@ from ovsd.db.vsctl import VsctlError
 from ovsd.dpif.odp_actions import format_actions as format_odp_actions
 from ovsd.netdev.dummy.device import DummyNetdev
 from ovsd.ofproto import trace as T
-from ovsd.ofproto.fields import OFPP_LOCAL, OFPP_NONE, FlowSyntaxError, format_port
+from ovsd.ofproto.fields import OFPP_LOCAL, FlowSyntaxError, format_port
 from ovsd.ofproto.flow_syntax import format_flow_stats, parse_flow, parse_trace_flow
 from ovsd.ofproto.mac_learning import format_fdb
 from ovsd.ofproto.match import Match, format_flow_key, format_megaflow

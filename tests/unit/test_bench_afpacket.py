@@ -3,20 +3,19 @@ counters, process stopping, reporting arithmetic.  No namespaces, no switch."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import struct
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from hypothesis import given, strategies as st
 
 # bench/ is not an installed package: `python -m bench` finds it from the
 # checkout's root, and so must this file (tests/unit has no __init__.py).
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench import scenario_afpacket as S
 from bench import topology as T
@@ -251,3 +250,20 @@ def test_parse_ovs_pmd_stats():
         "megaflow_hits": 300157, "upcalls": 0, "failed_upcalls": 0}
     other = "pmd thread numa_id 0 core_id 1:\n  packets received: 5\n" + OVS_PMD_STATS
     assert parse_ovs_pmd_stats(other)["packets"] == 457271
+
+
+def test_foreign_cpu_counts_other_user_processes_only():
+    before = {1: ("init", 100, False), 2: ("kthreadd", 0, True), 10: ("ours", 0, False),
+              11: ("pytest", 50, False)}
+    hz = os.sysconf("SC_CLK_TCK")
+    after = {1: ("init", 100, False), 2: ("kthreadd", 5 * hz, True), 10: ("ours", hz, False),
+             11: ("pytest", 50 + hz, False), 12: ("make", hz // 2, False)}
+    used = T.foreign_cpu(before, after, {10}, 2.0)
+    assert list(used) == ["pytest", "make"]
+    assert used["pytest"] == pytest.approx(0.5)
+    assert used["make"] == pytest.approx(0.25, abs=0.01)
+
+
+def test_process_ticks_sees_this_process():
+    ticks = T.process_ticks()
+    assert os.getpid() in ticks and not ticks[os.getpid()][2]
