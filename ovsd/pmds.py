@@ -100,8 +100,8 @@ class PmdManager:
         """Have exactly one PMD per core in ``cores``."""
         wanted = set(cores)
         for pmd in [p for p in self.pmds.values() if p.core not in wanted]:
+            self.pmds.pop(pmd.pmd_id, None)
             await self._stop(pmd)
-            del self.pmds[pmd.pmd_id]
         have = {p.core for p in self.pmds.values()}
         for core in sorted(wanted - have):
             pmd_id = next(i for i in itertools.count() if i not in self.pmds)

@@ -84,6 +84,7 @@ class Switch:
         self._server = None
         self.started = time.time()
         self.pmds = PmdManager(self)
+        self._settle_lock = asyncio.Lock()
         self.pmd_error: str | None = None
         self.main_baseline = perf.new_counters()
         db.add_listener(self._on_commit)
@@ -500,6 +501,12 @@ class Switch:
     async def settle(self) -> None:
         """Bring PMDs in line with the configuration and push every change to
         them; when this returns, no PMD forwards by an older state."""
+        # One at a time: a commit's own settle task and the RPC that made the
+        # commit both call this, and PMD starts and stops must not interleave.
+        async with self._settle_lock:
+            await self._settle()
+
+    async def _settle(self) -> None:
         self.pmd_error = None
         cfg = self._datapath_config()
         self.backer.dp.emc.insert_inv_prob = cfg["emc_insert_inv_prob"]

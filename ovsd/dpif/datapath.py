@@ -239,18 +239,24 @@ class Datapath:
     def _full_walk(self, in_port: int, frames: list, batches: dict) -> None:
         stats = self.stats
         emc = self.emc.entries
-        lookup = self.megaflows.lookup
-        n_emc = n_mf = 0
+        subtables = self.megaflows.order
+        n_emc = n_mf = n_misses = 0
         for frame, key in zip(frames, extract_keys(frames, in_port)):
             flow = emc.get(key)
             if flow is None or flow.dead:
-                flow = lookup(key)
-                if flow is None:
+                # The megaflow lookup, inline: a method call per packet costs
+                # as much as a probe.
+                for st in subtables:
+                    flow = st.flows.get(key & st.mask)
+                    if flow is not None:
+                        st.hits += 1
+                        n_mf += 1
+                        break
+                    n_misses += 1
+                else:
                     flow = self._miss(key, frame)
                     if flow is None:
                         continue
-                else:
-                    n_mf += 1
                 self.emc.maybe_insert(key, flow)
             else:
                 n_emc += 1
@@ -261,6 +267,9 @@ class Datapath:
                 batch.append(frame)
         stats.n_emc_hit += n_emc
         stats.n_megaflow_hit += n_mf
+        # Subtables visited per megaflow hit (pmd-stats-show); a miss visits
+        # them all, which counts here too, as in OVS.
+        self.megaflows.subtable_probes += n_mf + n_misses
 
     def _miss(self, key: int, frame) -> DpFlow | None:
         self.stats.n_upcalls += 1

@@ -24,13 +24,14 @@ class _Subtable:
 class MegaflowCache:
     def __init__(self):
         self._by_mask: dict[int, _Subtable] = {}
-        self._order: list[_Subtable] = []
+        # Probe order; the datapath walks this list itself (see Datapath).
+        self.order: list[_Subtable] = []
         self.n_flows = 0
         self.subtable_probes = 0  # for pmd-stats-show's "avg. subtable lookups per hit"
 
     def lookup(self, key: int) -> DpFlow | None:
         probes = 0
-        for st in self._order:
+        for st in self.order:
             probes += 1
             flow = st.flows.get(key & st.mask)
             if flow is not None:
@@ -45,7 +46,7 @@ class MegaflowCache:
         if st is None:
             st = _Subtable(flow.mask)
             self._by_mask[flow.mask] = st
-            self._order.append(st)
+            self.order.append(st)
         existing = st.flows.get(flow.key)
         if existing is not None:
             return existing
@@ -62,25 +63,25 @@ class MegaflowCache:
         self.n_flows -= 1
         if not st.flows:
             del self._by_mask[flow.mask]
-            self._order.remove(st)
+            self.order.remove(st)
 
     def flows(self) -> list[DpFlow]:
-        return [f for st in self._order for f in st.flows.values()]
+        return [f for st in self.order for f in st.flows.values()]
 
     def clear(self) -> None:
-        for st in self._order:
+        for st in self.order:
             for f in st.flows.values():
                 f.dead = True
         self._by_mask.clear()
-        self._order.clear()
+        self.order.clear()
         self.n_flows = 0
 
     @property
     def n_subtables(self) -> int:
-        return len(self._order)
+        return len(self.order)
 
     def rerank(self) -> None:
         """Busiest subtables first; called about once a second, as OVS does."""
-        self._order.sort(key=lambda st: -st.hits)
-        for st in self._order:
+        self.order.sort(key=lambda st: -st.hits)
+        for st in self.order:
             st.hits >>= 1  # decay, so the order follows recent traffic

@@ -22,6 +22,9 @@ PORTS = ("p1", "p2", "p3", "p4")
 def switch(tmp_path_factory):
     run = tmp_path_factory.mktemp("conformance")
     with Daemon(run) as d:
+        # Every cache tier on: each upcall's flow goes into the EMC too, so a
+        # stale cached flow would show as a wrong output here.
+        d.ofctl("set", "Open_vSwitch", ".", "other_config:emc-insert-inv-prob=1")
         d.ofctl("add-br", "br0")
         for n, name in enumerate(PORTS, 1):
             d.ofctl("add-port", "br0", name, "type=dummy", f"ofport_request={n}",

@@ -290,3 +290,67 @@ def test_interface_deleted_under_the_switch_and_back(tmp_path):
                 time.sleep(0.2)
         finally:
             os.system(f"ip link del {name} 2>/dev/null")
+
+
+def test_pmd_cpu_mask_changes_move_the_queues_and_forwarding_goes_on(normal):
+    ping(normal, "a", "b", 2)
+    normal.ofctl("set", "Open_vSwitch", ".", "other_config:pmd-cpu-mask=0x3")
+    rxq = normal.json("pmd-rxq-show")["pmds"]
+    assert sorted(p["core"] for p in rxq) == [0, 1]
+    assert sum(len(p["rxqs"]) for p in rxq) == 3  # every port polled exactly once
+    ping(normal, "a", "c", 2)
+    normal.ofctl("set", "Open_vSwitch", ".", "other_config:pmd-cpu-mask=0x1")
+    rxq = normal.json("pmd-rxq-show")["pmds"]
+    assert [p["core"] for p in rxq] == [0] and len(rxq[0]["rxqs"]) == 3
+    ping(normal, "b", "c", 2)
+    normal.ofctl("set", "Open_vSwitch", ".", "other_config:pmd-cpu-mask=0x2")
+    assert [p["core"] for p in normal.json("pmd-rxq-show")["pmds"]] == [1]
+    ping(normal, "a", "b", 2)
+
+
+def test_a_bad_pmd_cpu_mask_is_refused_in_the_log_and_changes_nothing(normal):
+    normal.ofctl("set", "Open_vSwitch", ".", "other_config:pmd-cpu-mask=0x100")
+    assert "names core(s) [8]" in normal.d.rundir.joinpath("ovsd.log").read_text()
+    assert [p["core"] for p in normal.json("pmd-rxq-show")["pmds"]] == [1]
+    ping(normal, "a", "b", 2)
+    normal.ofctl("set", "Open_vSwitch", ".", "other_config:pmd-cpu-mask=0x2")
+
+
+def test_pmd_stats_clear(normal):
+    ping(normal, "a", "b", 2)
+    normal.ofctl("pmd-stats-clear")
+    pmds = [p for p in normal.json("pmd-stats-show")["pmds"] if p["pmd_id"] is not None]
+    assert all(p["packets"] == 0 for p in pmds)
+    ping(normal, "a", "b", 2)
+    pmds = [p for p in normal.json("pmd-stats-show")["pmds"] if p["pmd_id"] is not None]
+    assert sum(p["packets"] for p in pmds) >= 4
+
+
+def test_malformed_frames_from_the_wire_are_forwarded_or_dropped_never_a_crash(topo):
+    topo.ofctl("del-flows", "br0")
+    topo.ofctl("add-flow", "br0", "priority=10,ip,actions=mod_nw_tos:32,output:2")
+    topo.ofctl("add-flow", "br0", "priority=1,actions=output:2")
+    src = topo.hosts["a"][1].inner_socket()
+    sink = topo.hosts["b"][1].inner_socket()
+    good = udp(topo, "a", "b", b"ok" * 10)
+    eth = good[:14]
+    bad = [
+        eth,                                            # Ethernet header only
+        eth[:12] + b"\x08\x00" + b"\x45\x00",            # IPv4 header cut short
+        good[:14] + b"\x46" + good[15:],                 # IHL says options that are not there
+        good[:16] + b"\xff\xff" + good[18:],             # total length beyond the frame
+        good[:24] + b"\xde\xad" + good[26:],             # wrong IPv4 checksum
+        eth[:12] + b"\x81\x00\x00",                      # VLAN tag cut short
+        eth[:12] + b"\x86\xdd" + b"\x60" + bytes(10),    # IPv6 header cut short
+        good + bytes(200),                               # trailing bytes
+    ]
+    for frame in bad:
+        src.send(frame)
+    src.send(good)
+    got = capture(sink, 1.0)
+    assert any(f.startswith(good[:14]) and f[14:15] == b"\x45" for f in got)
+    assert len(got) >= len(bad)  # everything forwarded by one rule or the other
+    ping_ok = topo.hosts["a"][0].run("true")  # the namespace is fine
+    assert ping_ok.returncode == 0
+    pmds = [p for p in topo.json("pmd-stats-show")["pmds"] if p["pmd_id"] is not None]
+    assert pmds and all(p["alive"] for p in pmds) and all(p["lost"] == 0 for p in pmds)
