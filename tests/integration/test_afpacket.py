@@ -379,16 +379,20 @@ def test_a_reader_that_died_is_replaced_without_knowing_its_position(link, port)
             sender.send(f)
         if i < 35:
             got += collect(dead.rx_burst, 7)
-    assert dead.position == (5, 0)
+    # (Usually block 5; on a loaded machine the kernel's 1 ms block timeout
+    # can close a block early, so the numbers are read rather than assumed.)
+    where = dead.position
+    assert where[1] == 0  # between blocks: every block it opened was given back
     dead.close()  # its position is lost with it
     heir = RxQueue(fd, ring=dev.rx_ring)
-    assert heir.position == (5, 0)  # the oldest block handed over and not given back
+    assert heir.position == where  # the oldest block handed over and not given back
     got += collect(heir.rx_burst, 35)
     assert got == frames
     # Idle ring: every block given back; a new reader waits at the open block.
+    stop = heir.position
     heir.close()
     idle = RxQueue(fd, ring=dev.rx_ring)
-    assert idle.position == (2, 0)
+    assert idle.position == stop
     sender.send(frame(999, 60))
     assert collect(idle.rx_burst, 1) == [frame(999, 60)]
 
