@@ -166,6 +166,15 @@ def show(c: Ctx, bridge):
     c.emit(r, r["text"])
 
 
+@cli.command("vhost-show")
+@click.argument("port")
+@click.pass_obj
+def vhost_show(c: Ctx, port):
+    """PORT's vhost-user details: socket, state, features, rings, last error."""
+    r = c.call("vhost_show", port=port)
+    c.emit(r, r["text"])
+
+
 # -- the database (ovs-vsctl's generic verbs) -------------------------------
 
 @cli.command("set")

@@ -65,13 +65,7 @@ class _SystemTx:
         self.queue.close()
 
 
-def _open_rxq(msg: dict, fd: int):
-    if msg["type"] == "system":
-        from ovsd.netdev.afpacket.rx import RxQueue
-        return RxQueue(fd, msg.get("block"), msg.get("skip", 0), ring=msg.get("ring"),
-                       close_fd=True)
-    os.close(fd)
-    raise ValueError(f"ports of type {msg['type']} have no PMD rx queues")
+VHOST_TYPES = ("dpdkvhostuser", "dpdkvhostuserclient")
 
 
 class Replica:
@@ -86,6 +80,7 @@ class Replica:
         # the last report, once each.
         self._learned: dict[tuple[str, int, int], int] = {}
         self.backer.on_learned = self._note_learned
+        self.vhost: dict = {}  # odp -> VhostMapping, for vhost-user ports
 
     def send(self, msg: dict) -> None:
         self.channel.send(msg)
@@ -116,6 +111,8 @@ class Replica:
             close = getattr(netdev, "close", None)
             if close:
                 close()
+        for odp in [o for o in self.vhost if o not in self.dp.ports]:
+            self.vhost.pop(odp).close()
 
     def _on_rules(self, msg: dict, fds) -> None:
         ofproto = self.backer.bridges[msg["bridge"]]
@@ -134,8 +131,13 @@ class Replica:
         ofproto = self.backer.bridges[msg["bridge"]]
         if msg["ofport"] in ofproto.ports:
             self._drop_port(ofproto, msg["ofport"])
-        tx = _SystemTx(msg["tx"]) if msg["type"] == "system" else \
-            _ControlTx(self, msg["odp"])
+        if msg["type"] == "system":
+            tx = _SystemTx(msg["tx"])
+        elif msg["type"] in VHOST_TYPES:
+            from ovsd.netdev.vhost_user.tx import VhostTx
+            tx = VhostTx(self._mapping(msg["odp"], msg["name"]))
+        else:
+            tx = _ControlTx(self, msg["odp"])
         vlan = PortVlan(**msg["vlan"])
         port = OfPort(msg["ofport"], msg["name"], 0, msg["type"], vlan)
         self.backer.add_port(ofproto, port, tx, odp_port=msg["odp"])
@@ -146,14 +148,48 @@ class Replica:
             self._drop_port(ofproto, msg["ofport"])
 
     def _drop_port(self, ofproto: Ofproto, ofport: int) -> None:
+        odp = ofproto.ports[ofport].odp_port
         netdev = self.backer.del_port(ofproto, ofport)
         close = getattr(netdev, "close", None)
         if close:
             close()
+        mapping = self.vhost.pop(odp, None)
+        if mapping is not None:
+            mapping.close()
+
+    def _mapping(self, odp: int, name: str):
+        mapping = self.vhost.get(odp)
+        if mapping is None:
+            from ovsd.netdev.vhost_user.mapping import VhostMapping
+            mapping = self.vhost[odp] = VhostMapping(name, odp, self._vhost_error)
+        return mapping
+
+    def _vhost_error(self, odp: int, reason: str) -> None:
+        log.warning("pmd: %s", reason)
+        self.send({"t": "vhost_error", "odp": odp, "reason": reason})
+
+    def _on_vhost(self, msg: dict, fds: list[int]) -> None:
+        self._mapping(msg["odp"], msg["name"]).update(msg, fds, msg["tx_rank"], msg["tx_n"])
+
+    def _on_tx_out(self, msg: dict, fds) -> None:
+        if msg["odp"] in self.dp.ports:
+            self.dp.transmit({msg["odp"]: msg["frames"]})
+
+    def _open_rxq(self, msg: dict, fds: list[int]):
+        if msg["type"] == "system":
+            from ovsd.netdev.afpacket.rx import RxQueue
+            return RxQueue(fds[0], msg.get("block"), msg.get("skip", 0),
+                           ring=msg.get("ring"), close_fd=True)
+        for fd in fds:
+            os.close(fd)
+        if msg["type"] in VHOST_TYPES:
+            from ovsd.netdev.vhost_user.rx import VhostRxQueue
+            return VhostRxQueue(self._mapping(msg["odp"], msg["port"]), msg["qid"])
+        raise ValueError(f"ports of type {msg['type']} have no PMD rx queues")
 
     def _on_rxq_add(self, msg: dict, fds: list[int]) -> None:
         try:
-            queue = _open_rxq(msg, fds[0])
+            queue = self._open_rxq(msg, fds)
         except Exception as e:
             log.error("pmd: cannot poll %s queue %d: %s", msg["port"], msg["qid"], e)
             return
@@ -236,8 +272,14 @@ class Replica:
         learned = [(b, mac, vlan, port) for (b, mac, vlan), port in self._learned.items()]
         self._learned.clear()
         loop = self.loop
+        vhost = []
+        for odp, mapping in self.vhost.items():
+            delta = mapping.take_stats()
+            if delta is not None:
+                vhost.append([odp, *delta])
         self.send({"t": "stats", "counters": loop.counters(), "credits": credits,
                    "learned": learned, "n_flows": self.dp.megaflows.n_flows,
+                   "vhost": vhost,
                    "rxqs": [{"odp": q.odp_port, "qid": q.qid, "port": q.port_name,
                              "busy_ns": q.busy_ns} for q in loop.state.queues]})
 

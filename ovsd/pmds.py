@@ -56,6 +56,15 @@ def parse_cpu_mask(text: str | None, online: set[int]) -> list[int]:
     return cores
 
 
+def _pmd_port_type(type_: str, tx_info: dict) -> str:
+    """How a PMD transmits on a port: itself (system ports with their tx
+    info, vhost-user ports through their shared rings) or via the control
+    process ("control": dummy and internal ports)."""
+    if tx_info or type_ in ("dpdkvhostuser", "dpdkvhostuserclient"):
+        return type_
+    return "control"
+
+
 @dataclass(eq=False)
 class Pmd:
     pmd_id: int
@@ -71,6 +80,7 @@ class Pmd:
     rxqs: dict = field(default_factory=dict)  # (odp, qid) polled -> socket epoch
     mac_seq: dict = field(default_factory=dict)  # bridge -> MAC journal seq sent
     config: dict = field(default_factory=dict)  # datapath knobs as sent
+    vhost: dict = field(default_factory=dict)  # odp -> (epoch, tx rank, tx count) sent
     counters: dict = field(default_factory=perf.new_counters)
     baseline: dict = field(default_factory=perf.new_counters)  # pmd-stats-clear
     rxq_load: dict = field(default_factory=dict)  # (odp, qid) -> (port, busy_ns)
@@ -123,6 +133,7 @@ class PmdManager:
         pmd.rules, pmd.ports, pmd.bridges, pmd.rxqs = {}, {}, set(), {}
         pmd.mac_seq = {}
         pmd.config = {}
+        pmd.vhost = {}
         pmd.started = time.monotonic()
         loop.add_reader(ours.fileno(), self._on_readable, pmd)
         try:
@@ -208,6 +219,10 @@ class PmdManager:
             self.switch.backer.dp.transmit({msg["odp"]: frames})
         elif kind == "flows":
             self._flow_replies.setdefault(msg["seq"], []).append((pmd, msg))
+        elif kind == "vhost_error":
+            netdev = self._vhost_netdev(msg["odp"])
+            if netdev is not None:
+                netdev.guest_error(msg["reason"])
         elif kind == "rxq_released":
             fut = self._releases.pop((msg["odp"], msg["qid"]), None)
             if fut is not None and not fut.done():
@@ -227,6 +242,20 @@ class PmdManager:
             if rule is not None:
                 rule.credit(packets, n_bytes, time.time())
         self._take_learned(msg["learned"])
+        for odp, rx_p, rx_b, tx_p, tx_b, tx_drop in msg.get("vhost", ()):
+            netdev = self._vhost_netdev(odp)
+            if netdev is not None:
+                st = netdev.stats
+                st.rx_packets += rx_p
+                st.rx_bytes += rx_b
+                st.tx_packets += tx_p
+                st.tx_bytes += tx_b
+                st.tx_dropped += tx_drop
+
+    def _vhost_netdev(self, odp: int):
+        port = self.switch.backer.dp.ports.get(odp)
+        netdev = port.netdev if port is not None else None
+        return netdev if hasattr(netdev, "vhost_info") else None
 
     def _take_learned(self, learned) -> None:
         changed = False
@@ -336,6 +365,40 @@ class PmdManager:
             self._push_ports(pmd, ofproto)
             self._push_rules(pmd, ofproto)
         self._push_macs(pmd)
+        self._push_vhost(pmd)
+
+    def _push_vhost(self, pmd: Pmd) -> None:
+        """Each vhost-user port's memory and rings, when they changed; every
+        PMD gets them (every PMD may transmit to the port)."""
+        live = sorted(p.pmd_id for p in self.pmds.values() if p.alive)
+        rank = live.index(pmd.pmd_id) if pmd.pmd_id in live else 0
+        present = set()
+        for odp, port in self.switch.backer.dp.ports.items():
+            netdev = port.netdev
+            if not hasattr(netdev, "vhost_info"):
+                continue
+            present.add(odp)
+            sent = (netdev.epoch, rank, len(live))
+            if pmd.vhost.get(odp) == sent:
+                continue
+            info, fds = netdev.vhost_info()
+            self._send(pmd, {"t": "vhost", "odp": odp, "name": netdev.name,
+                             "tx_rank": rank, "tx_n": len(live), **info}, fds)
+            pmd.vhost[odp] = sent
+        for odp in set(pmd.vhost) - present:
+            del pmd.vhost[odp]
+
+    def send_tx(self, odp: int, frames: list) -> None:
+        """Frames the control process sends to a port only PMDs can write
+        (vhost-user): the first live PMD transmits them."""
+        for pmd in sorted(self.pmds.values(), key=lambda p: p.pmd_id):
+            if pmd.alive:
+                try:
+                    self._send(pmd, {"t": "tx_out", "odp": odp,
+                                     "frames": [bytes(f) for f in frames]})
+                    return
+                except ChannelClosed:
+                    self._died(pmd)
 
     def _push_rules(self, pmd: Pmd, ofproto) -> None:
         sent = pmd.rules[ofproto.name]
@@ -371,7 +434,7 @@ class PmdManager:
                     "trunks": sorted(port.vlan.trunks)}
             current[(ofproto.name, port.ofport)] = {
                 "bridge": ofproto.name, "name": port.name, "ofport": port.ofport,
-                "odp": port.odp_port, "type": port.type if tx else "control", "vlan": vlan,
+                "odp": port.odp_port, "type": _pmd_port_type(port.type, tx), "vlan": vlan,
                 "tx": tx}
         for key in [k for k in pmd.ports if k[0] == ofproto.name and k not in current]:
             self._send(pmd, {"t": "port_del", "bridge": key[0], "ofport": key[1]})
@@ -431,7 +494,11 @@ class PmdManager:
             if current.get(q) == pmd_id:
                 continue
             name, netdev, fd, epoch = queues[q]
-            if q in current:
+            if fd is None:  # vhost-user: positions are in the port's shared counters
+                if q in current:
+                    await self._release(self.pmds[current[q]], q)
+                start = {}
+            elif q in current:
                 # Moving: the new owner continues exactly where the old one stopped.
                 block, skip = await self._release(self.pmds[current[q]], q)
                 start = {"block": block, "skip": skip, "ring": netdev.rx_ring.as_dict()}
@@ -442,7 +509,7 @@ class PmdManager:
                     start.update(block=known[0], skip=known[1])
             new = self.pmds[pmd_id]
             self._send(new, {"t": "rxq_add", "odp": q[0], "qid": q[1], "port": name,
-                             "type": netdev.type, **start}, [fd])
+                             "type": netdev.type, **start}, [] if fd is None else [fd])
             new.rxqs[q] = epoch
             log.info("%s rx queue %d: polled by pmd %d (core %d)", name, q[1], pmd_id,
                      new.core)

@@ -11,6 +11,7 @@ are saved beside the tables in the same database file after every change.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -21,7 +22,7 @@ from ovsd.dpif import perf
 from ovsd.dpif.emc import DEFAULT_INSERT_INV_PROB
 from ovsd.db.store import Database, DatabaseError, DatabaseLoadError, DatabaseLockedError
 from ovsd.netdev.base import Netdev, NetdevError
-from ovsd.netdev.registry import iface_types, open_netdev
+from ovsd.netdev.registry import iface_types, open_netdev, set_socket_dir
 from ovsd.ofproto.backer import Backer
 from ovsd.ofproto.fields import OFPP_LOCAL, OFPP_MAX, FlowSyntaxError
 from ovsd.ofproto.flow_syntax import parse_flow
@@ -88,6 +89,8 @@ class Switch:
         self.pmd_error: str | None = None
         self.main_baseline = perf.new_counters()
         db.add_listener(self._on_commit)
+        if cfg is not None:
+            set_socket_dir(cfg.rundir)  # dpdkvhostuser sockets live beside ovsd.sock
         self.reconfigure()
 
     # -- opening ------------------------------------------------------------------
@@ -420,6 +423,16 @@ class Switch:
     # -- ports the control process polls -------------------------------------------------
 
     def _watch(self, netdev: Netdev, odp_port: int) -> None:
+        attach = getattr(netdev, "attach", None)
+        if attach is not None:  # vhost-user: serve its socket on the event loop
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return  # not serving yet: start() attaches it
+            from ovsd.netdev.vhost_user.device import Hooks
+            attach(Hooks(sync=self.pmds.sync,
+                         tx=functools.partial(self.pmds.send_tx, odp_port)))
+            return
         fileno = getattr(netdev, "fileno", None)
         if fileno is None or netdev.pmd_polled:
             return

@@ -22,8 +22,26 @@ def _system(name: str, options: dict[str, str]) -> Netdev:
     return SystemNetdev(name, options)
 
 
+def _vhost_server(name: str, options: dict[str, str]) -> Netdev:
+    from ovsd.netdev.vhost_user.device import VhostUserNetdev
+    return VhostUserNetdev(name, options, client=False)
+
+
+def _vhost_client(name: str, options: dict[str, str]) -> Netdev:
+    from ovsd.netdev.vhost_user.device import VhostUserNetdev
+    return VhostUserNetdev(name, options, client=True)
+
+
+def set_socket_dir(path: str) -> None:
+    """Where dpdkvhostuser ports create their sockets (ovsd's rundir)."""
+    from ovsd.netdev.vhost_user import device
+    device.SOCKET_DIR = path
+
+
 TYPES: dict[str, Callable[[str, dict[str, str]], Netdev]] = {
     "dummy": _dummy,
+    "dpdkvhostuser": _vhost_server,
+    "dpdkvhostuserclient": _vhost_client,
     "internal": _internal,
     "system": _system,
 }
@@ -31,8 +49,6 @@ TYPES: dict[str, Callable[[str, dict[str, str]], Netdev]] = {
 # Types OVS knows that this ovsd cannot open: a clear error, not "unknown".
 NOT_AVAILABLE = {
     "afxdp": "AF_XDP ports",
-    "dpdkvhostuser": "vhost-user ports",
-    "dpdkvhostuserclient": "vhost-user ports",
 }
 
 

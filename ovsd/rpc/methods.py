@@ -218,6 +218,14 @@ def _port_info(switch: "Switch", ofproto: Ofproto, name: str) -> dict:
     info["statistics"] = dev.stats.as_dict() if dev else {}
     info["mac"] = ":".join(f"{b:02x}" for b in dev.mac) if dev is not None and dev.mac \
         else None
+    details = getattr(dev, "details", None)
+    if details is not None:
+        from ovsd.netdev.vhost_user.show import summary
+        d = details()
+        info["vhost"] = {"state": d["state"], "mode": d["mode"], "socket": d["socket"],
+                         "features": d["features"],
+                         "queues": [(q["ring"], q["state"]) for q in d["queues"]],
+                         "summary": summary(d)}
     return info
 
 
@@ -247,6 +255,8 @@ def show(switch: "Switch", bridge: str) -> dict:
         lines.append(f"     state:      {p['state'].upper()}")
         if p["error"]:
             lines.append(f"     error:      {p['error']}")
+        if "vhost" in p:
+            lines.append(f"     {p['vhost']['summary']}")
         s = p["statistics"]
         if s:
             lines.append(f"     rx pkts={s['rx_packets']}, bytes={s['rx_bytes']}, "
@@ -500,6 +510,20 @@ async def pmd_stats_clear(switch: "Switch") -> dict:
     return {}
 
 
+def vhost_show(switch: "Switch", port: str) -> dict:
+    from ovsd.netdev.vhost_user.show import details_text
+    iface = switch.ifaces.get(port)
+    if iface is None:
+        raise _not_found("port", port)
+    if not iface.type.startswith("dpdkvhostuser"):
+        raise RpcError(E_INVALID, f"port {port} is of type {iface.type}, not a vhost-user "
+                                  "port (dpdkvhostuser or dpdkvhostuserclient)")
+    if iface.netdev is None:
+        raise RpcError(E_FAILED, f"port {port} could not be opened: {iface.error}")
+    d = iface.netdev.details()
+    return {**d, "text": details_text(d)}
+
+
 def pmd_rxq_show(switch: "Switch") -> dict:
     from ovsd.dpif import perf
     pmds = []
@@ -540,7 +564,7 @@ _CHANGES = {"add_br", "del_br", "add_port", "del_port", "db_set", "db_remove", "
             "add_flow", "add_flows", "mod_flows", "del_flows", "fdb_flush", "inject"}
 # Methods that report counters PMDs keep: ask them first.
 _READS_STATS = {"dump_flows", "show", "list_ports", "fdb_show", "pmd_stats_show",
-                "pmd_rxq_show"}
+                "pmd_rxq_show", "vhost_show"}
 
 
 def build_methods(switch: "Switch") -> dict:
@@ -576,7 +600,7 @@ def build_methods(switch: "Switch") -> dict:
         "trace": trace, "fdb_show": fdb_show, "fdb_flush": fdb_flush, "inject": inject,
         "pmd_stats_show": pmd_stats_show, "pmd_stats_clear": pmd_stats_clear,
         "pmd_rxq_show": pmd_rxq_show, "dump_dp_flows": dump_dp_flows,
-        "version": version,
+        "vhost_show": vhost_show, "version": version,
     }
     return {name: bind(name, fn) for name, fn in table.items()}
 

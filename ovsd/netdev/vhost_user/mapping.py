@@ -1,0 +1,173 @@
+"""One PMD's view of a vhost-user port: the guest memory mapped into this
+process and a SplitVring per ready ring, rebuilt whenever the control process
+sends the port's new state (``update``).
+
+Every PMD keeps one, because every PMD may transmit to the port; the PMD that
+polls a queue pair also receives from it.  Ring indices live in the shared
+counters area, so a ring can move between PMDs, and the control process can
+answer GET_VRING_BASE, without anyone handing positions around.
+
+Transmitters share a guest receive ring only when there are more of them than
+ready queue pairs; then they take a POSIX record lock on that ring's byte of
+the counters file around each burst (a syscall pair per burst, and only then).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import mmap
+import os
+from typing import Callable
+
+from ovsd.netdev.vhost_user.memory import GuestMemory, GuestMemoryError, Region
+from ovsd.netdev.vhost_user.vring import RingCounters, SplitVring, VringError
+
+log = logging.getLogger("ovsd.vhost")
+
+LOCK_BASE = 4096  # lock byte offsets: past the counters themselves
+
+
+class VhostMapping:
+    def __init__(self, name: str, odp_port: int, on_error: Callable[[int, str], None]):
+        self.name = name
+        self.odp_port = odp_port
+        self.on_error = on_error
+        self.rings: dict[int, SplitVring] = {}
+        self.hdr_len = 12
+        self.mergeable = False
+        self.failed = False
+        self.memory: GuestMemory | None = None
+        self.mem_gen = -1
+        self.epoch = -1
+        self._counters_fd: int | None = None
+        self._counters_mm: mmap.mmap | None = None
+        self._counters: RingCounters | None = None
+        self._call_fds: list[int] = []
+        #: The guest receive ring this process transmits on, and its lock (or None).
+        self.tx_ring: SplitVring | None = None
+        self.tx_lock: int | None = None
+        # Counted here, reported to the control process as deltas.
+        self.rx_packets = self.rx_bytes = 0
+        self.tx_packets = self.tx_bytes = self.tx_dropped = 0
+
+    def update(self, info: dict, fds: list[int], tx_rank: int, tx_n: int) -> None:
+        """Take the port's state from the control process (vhost_info())."""
+        keep: set[int] = set()
+        try:
+            self._drop_rings()
+            if self._counters is None:
+                self._counters_mm = mmap.mmap(fds[0], mmap.PAGESIZE)
+                self._counters = RingCounters(self._counters_mm)
+                self._counters_fd = fds[0]
+                keep.add(fds[0])
+            self.epoch = info["epoch"]
+            self.hdr_len, self.mergeable = info["hdr_len"], info["mergeable"]
+            regions = info["regions"]
+            if info["mem_gen"] != self.mem_gen or (self.memory is None) != (not regions):
+                self._drop_memory()
+                if regions:
+                    self.memory = GuestMemory([Region(*r) for r in regions],
+                                              fds[1:1 + len(regions)])
+                self.mem_gen = info["mem_gen"]
+            self.failed = False
+            for index, num, desc, avail, used, call in info["rings"]:
+                call_fd = fds[call] if call >= 0 else None
+                if call_fd is not None:
+                    keep.add(call_fd)
+                    self._call_fds.append(call_fd)
+                self.rings[index] = SplitVring(
+                    self.memory, index, num, desc, avail, used, self._counters,
+                    event_idx=info["event_idx"], indirect=info["indirect"],
+                    call_fd=call_fd)
+            self._choose_tx(tx_rank, tx_n)
+        except (GuestMemoryError, VringError) as e:
+            self.fail(str(e))
+        finally:
+            # Memory fds are mapped (a mapping outlives its fd); a second
+            # counters fd is a dup of the area already mapped.
+            for fd in fds:
+                if fd not in keep:
+                    os.close(fd)
+
+    def _choose_tx(self, rank: int, n: int) -> None:
+        rx_rings = sorted(i for i in self.rings if i % 2 == 0)
+        self.tx_ring, self.tx_lock = None, None
+        if not rx_rings:
+            return
+        index = rx_rings[rank % len(rx_rings)]
+        self.tx_ring = self.rings[index]
+        sharers = sum(1 for r in range(n) if r % len(rx_rings) == rank % len(rx_rings))
+        if sharers > 1:
+            self.tx_lock = LOCK_BASE + index
+
+    def fail(self, reason: str) -> None:
+        """The guest broke the ring protocol: stop touching its memory, and tell
+        the control process, which resets the connection."""
+        self._drop_rings()
+        self.tx_ring = None
+        if not self.failed:
+            self.failed = True
+            self.on_error(self.odp_port, f"guest error on port {self.name}: {reason}")
+
+    def _drop_rings(self) -> None:
+        self.rings = {}
+        self.tx_ring = None
+        for fd in self._call_fds:
+            os.close(fd)
+        self._call_fds = []
+
+    def _drop_memory(self) -> None:
+        if self.memory is not None:
+            self.memory.close()
+            self.memory = None
+
+    # -- transmit (every PMD) -----------------------------------------------------------
+
+    def tx_burst(self, frames: list) -> int:
+        ring = self.tx_ring
+        if ring is None:
+            self.tx_dropped += len(frames)
+            return 0
+        lock = self.tx_lock
+        try:
+            if lock is None:
+                sent = ring.enqueue(frames, self.hdr_len, self.mergeable)
+            else:
+                fcntl.lockf(self._counters_fd, fcntl.LOCK_EX, 1, lock)
+                try:
+                    sent = ring.enqueue(frames, self.hdr_len, self.mergeable)
+                finally:
+                    fcntl.lockf(self._counters_fd, fcntl.LOCK_UN, 1, lock)
+        except VringError as e:
+            self.fail(str(e))
+            self.tx_dropped += len(frames)
+            return 0
+        if sent:
+            self.tx_packets += sent
+            self.tx_bytes += sum(map(len, frames[:sent])) if sent < len(frames) \
+                else sum(map(len, frames))
+        if sent < len(frames):
+            self.tx_dropped += len(frames) - sent
+        return sent
+
+    def take_stats(self) -> list[int] | None:
+        """Counters since the last call, or None when nothing happened."""
+        out = [self.rx_packets, self.rx_bytes, self.tx_packets, self.tx_bytes,
+               self.tx_dropped]
+        if not any(out):
+            return None
+        self.rx_packets = self.rx_bytes = 0
+        self.tx_packets = self.tx_bytes = self.tx_dropped = 0
+        return out
+
+    def close(self) -> None:
+        self._drop_rings()
+        self._drop_memory()
+        self._counters = None
+        if self._counters_mm is not None:
+            self._counters_mm.close()
+            self._counters_mm = None
+        if self._counters_fd is not None:
+            os.close(self._counters_fd)
+            self._counters_fd = None

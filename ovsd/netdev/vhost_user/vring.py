@@ -1,0 +1,540 @@
+"""Split virtqueues, device side: moving frames between PMDs and guest memory.
+
+Layout (virtio 1.x, "Split Virtqueues"), all little endian:
+
+- descriptor table: ``num`` x {u64 addr, u32 len, u16 flags, u16 next}
+- avail ring: u16 flags, u16 idx, u16 ring[num], u16 used_event
+- used ring: u16 flags, u16 idx, {u32 id, u32 len} ring[num], u16 avail_event
+
+The guest owns every byte of it and may scribble anything at any moment, so
+each value read from it is copied into a local first and checked before it
+is used, and every address goes through the memory table.  A ring the guest
+broke raises ``VringError`` before the burst publishes anything.
+
+The hot path is one burst at a time: one unpack for the avail entries it
+covers, one ``Struct.unpack_from`` per descriptor, a fast path for the
+common chain of one descriptor inside the memory region that the previous
+one was in, and one ``pack_into`` for the used entries followed by one
+used->idx store.  Anything else (chains, indirect tables, other regions,
+frames spread over several receive buffers) takes the general walk.
+
+Device indices (last_avail_idx, used_idx) live only in ``RingCounters``,
+read once when a burst starts and written once when it ends, so any process
+holding the counters area can take a ring over or report its base.
+
+We never read kicks: PMDs poll.  used->flags gets VRING_USED_F_NO_NOTIFY
+and, with EVENT_IDX, avail_event is left alone (as DPDK does), which costs a
+guest one kick per 64K buffers at most.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from struct import Struct
+from typing import Sequence
+
+from ovsd.netdev.vhost_user.memory import GuestMemory, GuestMemoryError, Span
+
+VRING_DESC_F_NEXT = 1
+VRING_DESC_F_WRITE = 2
+VRING_DESC_F_INDIRECT = 4
+VRING_USED_F_NO_NOTIFY = 1
+VRING_AVAIL_F_NO_INTERRUPT = 1
+
+MAX_RING_SIZE = 32768
+#: No frame longer than this ever leaves dequeue (longer ones are dropped).
+MAX_FRAME = 65535
+
+COUNTERS_STRIDE = 8
+
+_DESC = Struct("<QIHH")
+_U16 = Struct("<H")
+_U16X2 = Struct("<HH")
+_EVENTFD_ONE = (1).to_bytes(8, "little")
+
+# Memory ordering.  x86 keeps stores in program order and loads in program
+# order, and CPython performs ours in program order: so avail->idx is read
+# before the avail entries it covers, and descriptors' data and used entries
+# are written before the used->idx store.  On a little-endian host struct
+# moves "<H"/"<I" fields with the native routines, one memcpy each (a single
+# store or load), so used->idx is never seen half-written.  The one
+# reordering x86 does allow, a later load passing an earlier store, matters
+# between our used->idx store and our read of the guest's interrupt
+# suppression: taking a lock executes a locked instruction, which is a full
+# barrier, so _fence() goes between them.
+_fence_lock = threading.Lock()
+
+
+def _fence() -> None:
+    _fence_lock.acquire()
+    _fence_lock.release()
+
+
+# Burst-sized structs, built on first use: "<nH" for n avail entries, and
+# for n used entries "<2nI" (id, len pairs) or "<n(I4x)" (ids, lens zero).
+_HEADS: dict[int, Struct] = {}
+_USED: dict[int, Struct] = {}
+_USED_IDS: dict[int, Struct] = {}
+
+
+def _heads_struct(n: int) -> Struct:
+    s = _HEADS.get(n)
+    if s is None:
+        s = _HEADS[n] = Struct(f"<{n}H")
+    return s
+
+
+def _used_struct(n: int, ids_only: bool) -> Struct:
+    if ids_only:
+        s = _USED_IDS[n] = Struct("<" + "I4x" * n)
+    else:
+        s = _USED[n] = Struct(f"<{2 * n}I")
+    return s
+
+
+def _rx_header(hdr_len: int, num_buffers: int) -> bytes:
+    """A zeroed virtio-net header, num_buffers set when the header has the field."""
+    if hdr_len == 12:
+        return bytes(10) + num_buffers.to_bytes(2, "little")
+    return bytes(hdr_len)
+
+
+_ONE_BUFFER_HDR = {10: _rx_header(10, 1), 12: _rx_header(12, 1)}
+
+
+class VringError(Exception):
+    """The guest broke the ring protocol; the message says what and where."""
+
+
+class RingCounters:
+    """Per-ring device-side indices in a small shared buffer (a memfd mapping shared
+    between the control process and PMD processes; here any writable buffer).
+    Ring i's slot at offset 8*i: u16 last_avail_idx, u16 used_idx (little endian),
+    4 bytes reserved."""
+
+    def __init__(self, buf) -> None:
+        self._buf = buf
+        self.slots = len(buf) // COUNTERS_STRIDE
+
+    def _offset(self, ring: int) -> int:
+        if not 0 <= ring < self.slots:
+            raise ValueError(f"ring {ring}: the counters area holds rings 0 to "
+                             f"{self.slots - 1}")
+        return ring * COUNTERS_STRIDE
+
+    def get(self, ring: int) -> tuple[int, int]:
+        """(last_avail_idx, used_idx) of ``ring``."""
+        return _U16X2.unpack_from(self._buf, self._offset(ring))
+
+    def set(self, ring: int, last_avail: int, used: int) -> None:
+        for name, value in (("last_avail", last_avail), ("used", used)):
+            if not 0 <= value <= 0xFFFF:
+                raise ValueError(f"ring {ring}: {name}={value}: expected 0 to 65535")
+        _U16X2.pack_into(self._buf, self._offset(ring), last_avail, used)
+
+
+class SplitVring:
+    """One split virtqueue of a vhost-user device, mapped in this process.
+
+    Cheap to build: rebuild it when the frontend changes the ring, its call
+    fd or the memory table (the indices are in ``counters``).  Drop it
+    before closing the GuestMemory it was built on.  ``dropped_oversize``
+    counts guest frames longer than MAX_FRAME that dequeue dropped.
+    """
+
+    __slots__ = ("mem", "index", "num", "event_idx", "indirect", "call_fd",
+                 "dropped_oversize", "_spans", "_fast", "_dmm", "_doff", "_amm", "_aoff",
+                 "_umm", "_uoff", "_used_event_off", "_avail_ring", "_bad_heads", "_cbuf",
+                 "_coff")
+
+    def __init__(self, mem: GuestMemory, index: int, num: int, desc_uva: int,
+                 avail_uva: int, used_uva: int, counters: RingCounters, *,
+                 event_idx: bool, indirect: bool, call_fd: int | None):
+        if not 1 <= num <= MAX_RING_SIZE or num & (num - 1):
+            raise VringError(f"ring {index}: size {num} is not a power of two from 1 "
+                             f"to {MAX_RING_SIZE}")
+        for what, addr, align in (("descriptor table", desc_uva, 16),
+                                  ("avail ring", avail_uva, 2), ("used ring", used_uva, 4)):
+            if addr % align:
+                raise VringError(f"ring {index}: {what} address 0x{addr:x} is not "
+                                 f"{align}-byte aligned")
+        if mem is None:
+            raise VringError(f"ring {index}: no memory table was set")
+        counters._offset(index)  # the slot must exist
+        try:
+            self._dmm, self._doff = mem.uva(desc_uva, 16 * num)
+            self._amm, self._aoff = mem.uva(avail_uva, 6 + 2 * num)
+            self._umm, self._uoff = mem.uva(used_uva, 6 + 8 * num)
+        except GuestMemoryError as e:
+            raise VringError(f"ring {index}: {e}") from None
+        self.mem = mem
+        self.index = index
+        self.num = num
+        self.event_idx = event_idx
+        self.indirect = indirect
+        #: Settable: the eventfd written to interrupt the guest (None: never).
+        self.call_fd = call_fd
+        self.dropped_oversize = 0
+        self._spans: tuple[Span, ...] = mem.gpa_spans
+        # Start with the largest region: that is where most buffers live.
+        self._fast: Span = max(self._spans, key=lambda s: s[1] - s[0])
+        self._used_event_off = self._aoff + 4 + 2 * num
+        self._avail_ring = self._aoff + 4
+        # Bits that no valid avail entry has, in each of num 16-bit lanes.
+        self._bad_heads = int.from_bytes((0xFFFF & ~(num - 1)).to_bytes(2, "little") * num,
+                                         "little")
+        self._cbuf = counters._buf
+        self._coff = index * COUNTERS_STRIDE
+        _U16.pack_into(self._umm, self._uoff, VRING_USED_F_NO_NOTIFY)
+
+    # -- bursts -------------------------------------------------------------------
+
+    def dequeue(self, max_frames: int, hdr_len: int) -> list[bytes]:
+        """Guest-transmitted frames (a TX virtqueue), virtio-net header (hdr_len bytes,
+        10 or 12) stripped; header and data may be spread over the chain.  Returns
+        every consumed chain to the used ring (len 0), one used->idx store per burst;
+        then notifies the guest (call fd) unless suppressed.  [] when nothing is
+        available.  Frames longer than MAX_FRAME are dropped (``dropped_oversize``)."""
+        if hdr_len != 12 and hdr_len != 10:
+            raise ValueError(f"hdr_len={hdr_len}: expected 10 or 12")
+        last_avail, used_idx = _U16X2.unpack_from(self._cbuf, self._coff)
+        amm = self._amm
+        pending = (_U16.unpack_from(amm, self._aoff + 2)[0] - last_avail) & 0xFFFF
+        if not pending or max_frames <= 0:
+            return []
+        num = self.num
+        if pending > num:
+            self._raise_too_many(last_avail, pending)
+        n = pending if pending < max_frames else max_frames
+        start = last_avail & (num - 1)
+        if start + n <= num:
+            at = self._avail_ring + 2 * start
+            raw = amm[at:at + 2 * n]
+            heads = _heads_struct(n).unpack(raw)
+            if int.from_bytes(raw, "little") & self._bad_heads:
+                self._raise_bad_head(last_avail, heads)
+        else:
+            heads = self._read_heads(last_avail, n)
+
+        lo, hi, delta, mm = self._fast
+        dmm = self._dmm
+        doff = self._doff
+        unpack = _DESC.unpack_from
+        maxlen = hdr_len + MAX_FRAME
+        frames: list[bytes] = []
+        append = frames.append
+        for head in heads:
+            addr, ln, flags, _ = unpack(dmm, doff + (head << 4))
+            if flags == 0 and hdr_len <= ln <= maxlen:
+                if lo <= addr and addr + ln <= hi:
+                    addr += delta
+                    append(mm[addr + hdr_len:addr + ln])
+                    continue
+                span = self._span(addr, ln)
+                if span is not None:
+                    lo, hi, delta, mm = self._fast = span
+                    addr += delta
+                    append(mm[addr + hdr_len:addr + ln])
+                    continue
+            frame = self._tx_chain(head, hdr_len)
+            if frame is not None:
+                append(frame)
+
+        self._complete(last_avail + n, used_idx, heads, True)
+        return frames
+
+    def enqueue(self, frames: list, hdr_len: int, mergeable: bool) -> int:
+        """Put frames into guest receive buffers (an RX virtqueue); returns how many
+        of ``frames`` (a prefix) were delivered.
+
+        Each frame gets a zeroed virtio-net header of hdr_len bytes; with hdr_len 12
+        num_buffers is set (1 without mergeable).  Without mergeable, one chain per
+        frame.  A frame larger than the chain at the head of the ring stops the
+        burst there, as in DPDK: the chain stays available for the next frame and
+        this frame and the rest are the caller's to count as dropped.  With
+        mergeable a frame takes as many heads as it needs, num_buffers = count.
+        Stopping for lack of buffers works the same way.  One used->idx store and
+        at most one notification per call."""
+        if hdr_len != 12 and hdr_len != 10:
+            raise ValueError(f"hdr_len={hdr_len}: expected 10 or 12")
+        if mergeable and hdr_len != 12:
+            raise ValueError("mergeable receive buffers need the 12-byte header")
+        nframes = len(frames)
+        last_avail, used_idx = _U16X2.unpack_from(self._cbuf, self._coff)
+        amm = self._amm
+        pending = (_U16.unpack_from(amm, self._aoff + 2)[0] - last_avail) & 0xFFFF
+        if not pending or not nframes:
+            return 0
+        num = self.num
+        if pending > num:
+            self._raise_too_many(last_avail, pending)
+        n = pending if pending < nframes else nframes
+        start = last_avail & (num - 1)
+        if start + n <= num:
+            at = self._avail_ring + 2 * start
+            raw = amm[at:at + 2 * n]
+            heads = _heads_struct(n).unpack(raw)
+            if int.from_bytes(raw, "little") & self._bad_heads:
+                self._raise_bad_head(last_avail, heads)
+        else:
+            heads = self._read_heads(last_avail, n)
+
+        hdr = _ONE_BUFFER_HDR[hdr_len]
+        lo, hi, delta, mm = self._fast
+        dmm = self._dmm
+        doff = self._doff
+        unpack = _DESC.unpack_from
+        used: list[int] = []  # id, len, id, len, ...
+        put = used.append
+        for head, frame in zip(heads, frames):
+            addr, ln, flags, _ = unpack(dmm, doff + (head << 4))
+            need = hdr_len + len(frame)
+            if flags != VRING_DESC_F_WRITE or need > ln:
+                break
+            if not (lo <= addr and addr + ln <= hi):
+                span = self._span(addr, ln)
+                if span is None:
+                    break
+                lo, hi, delta, mm = self._fast = span
+            addr += delta
+            if need <= 512:  # copying a small frame beats a second slice store
+                mm[addr:addr + need] = hdr + frame
+            else:
+                mm[addr:addr + hdr_len] = hdr
+                mm[addr + hdr_len:addr + need] = frame
+            put(head)
+            put(need)
+        delivered = len(used) >> 1
+        if delivered < n:
+            delivered = self._enqueue_rest(frames, delivered, hdr_len, mergeable, heads,
+                                           used, last_avail, pending)
+        if used:
+            self._complete(last_avail + (len(used) >> 1), used_idx, used, False)
+        return delivered
+
+    @property
+    def avail_pending(self) -> int:
+        """Available entries not yet consumed."""
+        last_avail, _ = _U16X2.unpack_from(self._cbuf, self._coff)
+        return (_U16.unpack_from(self._amm, self._aoff + 2)[0] - last_avail) & 0xFFFF
+
+    # -- burst pieces -------------------------------------------------------------
+
+    def _read_heads(self, first: int, n: int) -> tuple[int, ...]:
+        """Avail entries first..first+n-1 (free-running indices), all checked < num."""
+        num = self.num
+        start = first & (num - 1)
+        amm = self._amm
+        ring = self._avail_ring
+        at = ring + 2 * start
+        if start + n <= num:
+            raw = amm[at:at + 2 * n]
+        else:
+            raw = amm[at:ring + 2 * num] + amm[ring:ring + 2 * (start + n - num)]
+        heads = _heads_struct(n).unpack(raw)
+        # One check for the whole burst: an entry >= num (a power of two) has a
+        # bit set that _bad_heads has in every 16-bit lane.
+        if int.from_bytes(raw, "little") & self._bad_heads:
+            self._raise_bad_head(first, heads)
+        return heads
+
+    def _raise_bad_head(self, first: int, heads: tuple[int, ...]) -> None:
+        num = self.num
+        i = next(i for i, h in enumerate(heads) if h >= num)
+        raise VringError(
+            f"ring {self.index}: avail entry {(first + i) & 0xFFFF} (slot "
+            f"{(first + i) & (num - 1)}) holds descriptor index {heads[i]}, "
+            f"beyond the ring size {num}")
+
+    def _raise_too_many(self, last_avail: int, pending: int) -> None:
+        raise VringError(
+            f"ring {self.index}: avail->idx {(last_avail + pending) & 0xFFFF} is "
+            f"{pending} entries ahead of last_avail_idx {last_avail}, more than the "
+            f"ring size {self.num}")
+
+    def _complete(self, new_avail: int, used_idx: int, entries: Sequence[int],
+                  ids_only: bool) -> None:
+        """Publish used entries and notify.  ``entries``: descriptor ids whose used
+        length is 0 (``ids_only``), or id, len, id, len, ..."""
+        num = self.num
+        umm = self._umm
+        ring = self._uoff + 4
+        n = len(entries) if ids_only else len(entries) >> 1
+        start = used_idx & (num - 1)
+        cache = _USED_IDS if ids_only else _USED
+        k = n if start + n <= num else num - start  # entries before the ring wraps
+        s = cache.get(k) or _used_struct(k, ids_only)
+        if k == n:
+            s.pack_into(umm, ring + 8 * start, *entries)
+        else:
+            cut = k if ids_only else 2 * k
+            s.pack_into(umm, ring + 8 * start, *entries[:cut])
+            s = cache.get(n - k) or _used_struct(n - k, ids_only)
+            s.pack_into(umm, ring, *entries[cut:])
+        new_used = (used_idx + n) & 0xFFFF
+        # Counters before used->idx: a process that dies in between leaves a
+        # successor that republishes these entries, never one that consumes
+        # the same avail entries twice.
+        _U16X2.pack_into(self._cbuf, self._coff, new_avail & 0xFFFF, new_used)
+        _U16.pack_into(umm, self._uoff + 2, new_used)
+        fd = self.call_fd
+        if fd is None:
+            return
+        _fence()
+        if self.event_idx:
+            # vring_need_event: notify when used_event lies in [old, new).
+            event = _U16.unpack_from(self._amm, self._used_event_off)[0]
+            if (new_used - event - 1) & 0xFFFF >= n:
+                return
+        elif _U16.unpack_from(self._amm, self._aoff)[0] & VRING_AVAIL_F_NO_INTERRUPT:
+            return
+        try:
+            os.write(fd, _EVENTFD_ONE)
+        except BlockingIOError:
+            pass  # the counter is saturated: the guest has an interrupt pending anyway
+
+    def _span(self, addr: int, length: int) -> Span | None:
+        end = addr + length
+        for span in self._spans:
+            if span[0] <= addr < span[1] and end <= span[1]:
+                return span
+        return None
+
+    def _tx_chain(self, head: int, hdr_len: int) -> bytes | None:
+        """The frame in the transmit chain at ``head``; None if it is too long."""
+        segs, total = self._walk(head, False)
+        if total < hdr_len:
+            raise VringError(f"ring {self.index}: transmit chain at head {head} holds "
+                             f"{total} bytes, less than the {hdr_len}-byte virtio-net header")
+        if total - hdr_len > MAX_FRAME:
+            self.dropped_oversize += 1
+            return None
+        parts = []
+        skip = hdr_len
+        for mm, off, ln in segs:
+            if skip >= ln:
+                skip -= ln
+                continue
+            parts.append(mm[off + skip:off + ln])
+            skip = 0
+        return b"".join(parts)
+
+    def _enqueue_rest(self, frames: list, first: int, hdr_len: int, mergeable: bool,
+                      heads: tuple[int, ...], used: list[int], last_avail: int,
+                      pending: int) -> int:
+        """Deliver frames[first:] by the general walk after the fast loop gave up,
+        adding to ``used`` (id, len for each head consumed, as in enqueue).
+        Returns how many frames are delivered in all."""
+        heads_list = list(heads)  # _rx_place reads more heads into it as needed
+        delivered = first
+        for i in range(first, len(frames)):
+            if not self._rx_place(frames[i], hdr_len, mergeable, heads_list, used,
+                                  last_avail, pending):
+                break
+            delivered += 1
+        return delivered
+
+    def _rx_place(self, frame, hdr_len: int, mergeable: bool, heads: list[int],
+                  used: list[int], last_avail: int, pending: int) -> bool:
+        """Write one frame into the receive chains from the next unused head on and add
+        their used entries; False when the frame does not fit in what the guest
+        made available (nothing is written then)."""
+        need = hdr_len + len(frame)
+        chains: list[tuple[int, list, int]] = []
+        pos = len(used) >> 1
+        got = 0
+        while got < need:
+            if pos == len(heads):
+                if len(heads) == pending:
+                    return False
+                more = min(pending - len(heads), 64)
+                heads.extend(self._read_heads(last_avail + len(heads), more))
+            head = heads[pos]
+            segs, cap = self._walk(head, True)
+            if cap < hdr_len:
+                raise VringError(
+                    f"ring {self.index}: receive chain at head {head} holds {cap} bytes, "
+                    f"less than the {hdr_len}-byte virtio-net header")
+            pos += 1
+            if not mergeable:
+                if cap < need:
+                    return False
+                chains.append((head, segs, need))
+                break
+            take = min(cap, need - got)
+            chains.append((head, segs, take))
+            got += take
+        payload = memoryview(b"".join((_rx_header(hdr_len, len(chains)), frame)))
+        off = 0
+        for head, segs, take in chains:
+            used.append(head)
+            used.append(take)
+            for mm, start, ln in segs:
+                if not take:
+                    break
+                k = ln if ln < take else take
+                mm[start:start + k] = payload[off:off + k]
+                off += k
+                take -= k
+        return True
+
+    def _walk(self, head: int, write: bool) -> tuple[list[tuple], int]:
+        """The buffers of the chain at ``head``, checked: [(mapping, offset, len)] and
+        their total length.  ``write``: a receive chain (all write-only) rather
+        than a transmit chain (all read-only)."""
+        table_mm, table_off, count = self._dmm, self._doff, self.num
+        idx = head
+        addr, ln, flags, nxt = _DESC.unpack_from(table_mm, table_off + 16 * idx)
+        in_table = False
+
+        def fail(what: str) -> VringError:
+            kind = "indirect descriptor" if in_table else "descriptor"
+            return VringError(
+                f"ring {self.index}: chain at head {head}: {kind} {idx} (addr 0x{addr:x}, "
+                f"len {ln}, flags 0x{flags:x}): {what}")
+
+        if flags & VRING_DESC_F_INDIRECT:
+            if not self.indirect:
+                raise fail("INDIRECT flag set but VIRTIO_F_INDIRECT_DESC was not negotiated")
+            if flags & VRING_DESC_F_NEXT:
+                raise fail("INDIRECT and NEXT flags together")
+            if ln == 0 or ln % 16:
+                raise fail("indirect table length is not a nonzero multiple of 16")
+            if ln // 16 > self.num:
+                raise fail(f"indirect table has more than the ring size ({self.num}) "
+                           "descriptors")
+            span = self._span(addr, ln)
+            if span is None:
+                raise fail("indirect table is outside guest memory")
+            table_mm, table_off, count = span[3], addr + span[2], ln // 16
+            in_table = True
+            idx = 0
+            addr, ln, flags, nxt = _DESC.unpack_from(table_mm, table_off)
+        segs = []
+        total = 0
+        seen = 1
+        while True:
+            if flags & VRING_DESC_F_INDIRECT:
+                raise fail("nested indirect table" if in_table
+                           else "INDIRECT flag on a descriptor that is not a chain head")
+            if flags & VRING_DESC_F_WRITE:
+                if not write:
+                    raise fail("write-only descriptor in a transmit chain")
+            elif write:
+                raise fail("read-only descriptor in a receive chain")
+            span = self._span(addr, ln)
+            if span is None:
+                raise fail("buffer is outside guest memory")
+            segs.append((span[3], addr + span[2], ln))
+            total += ln
+            if not flags & VRING_DESC_F_NEXT:
+                return segs, total
+            if nxt >= count:
+                raise fail(f"next index {nxt} is beyond the "
+                           f"{'table' if in_table else 'ring'} size {count}")
+            seen += 1
+            if seen > count:
+                raise fail(f"chain is longer than {count} descriptors (a loop)")
+            idx = nxt
+            addr, ln, flags, nxt = _DESC.unpack_from(table_mm, table_off + 16 * idx)

@@ -1,0 +1,1 @@
+"""Test helpers that play real peers (a virtio guest driver, ...)."""
