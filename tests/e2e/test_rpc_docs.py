@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import os
 import socket
 import sys
 import tempfile
@@ -170,6 +171,12 @@ def test_examples_are_what_the_daemon_answers(tmp_path):
 # -- regenerating the replies ---------------------------------------------------------------
 
 def regenerate() -> None:
+    # The examples' bridge br0 gets a kernel tap named br0 for its LOCAL port.
+    # If another switch holds that name, LOCAL is missing and NORMAL floods
+    # differently: the replies written would not be what a clean machine gets.
+    if os.path.exists("/sys/class/net/br0"):
+        raise SystemExit("an interface named br0 exists (another ovsd running?): stop it "
+                         "before regenerating, or the examples record its absence")
     text = DOC.read_text()
     pairs = examples(text)
     with tempfile.TemporaryDirectory() as tmp, Daemon(Path(tmp) / "run") as d:
