@@ -37,6 +37,7 @@ demo: setup
 	bash scripts/demo.sh
 
 bench: setup
+	@bash scripts/host-deps.sh bench
 	$(BIN)/python -m bench $(SCENARIO)
 
 clean:
