@@ -30,16 +30,14 @@ reconfigured:
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import os
 import socket
 from dataclasses import dataclass, fields
 
 from ovsd.netdev.base import Netdev, NetdevError, NetdevStats
-from ovsd.netdev.afpacket.ring import (ARPHRD_ETHER, IFF_RUNNING, IFF_UP, IFNAMSIZ,
-                                       RxRing, if_driver, if_flags, if_hwaddr, if_mtu,
-                                       open_rx_socket, rx_ring_drops)
+from ovsd.netdev.linux_iface import KernelIface, lookup
+from ovsd.netdev.afpacket.ring import (RxRing, if_driver, if_mtu, open_rx_socket,
+                                       rx_ring_drops)
 from ovsd.netdev.afpacket.rx import RxQueue
 from ovsd.netdev.afpacket.tx import DEFAULT_TX_FRAMES, TxQueue
 
@@ -79,55 +77,14 @@ class SystemConfig:
         return cls(n_rxq, RxRing(block_size, blocks), frames)
 
 
-@dataclass(frozen=True)
-class _Link:
-    ifindex: int
-    mac: bytes
-    mtu: int
-
-
-def _lookup(name: str) -> _Link:
-    """The interface's facts, or a NetdevError saying what is wrong."""
-    if not name or len(name.encode()) >= IFNAMSIZ or "/" in name or name.strip() != name:
-        raise NetdevError(f"system port {name!r}: not a valid interface name "
-                          f"(1 to {IFNAMSIZ - 1} characters, no '/' or spaces)")
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return _lookup_netlink(name)
-    # pyroute2 runs an asyncio loop of its own, which cannot start inside the
-    # daemon's: ask from a thread.
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(_lookup_netlink, name).result()
-
-
-def _lookup_netlink(name: str) -> _Link:
-    from pyroute2 import IPRoute  # slow to import; only the control process needs it
-
-    with IPRoute() as ipr:
-        found = ipr.link_lookup(ifname=name)
-        if not found:
-            raise NetdevError(
-                f"system port {name}: no network interface named {name!r} in this network "
-                f"namespace (see `ip link`); create it first, or use type=internal for a "
-                f"port whose interface the switch creates")
-        link = ipr.get_links(found[0])[0]
-    if link["ifi_type"] != ARPHRD_ETHER:
-        raise NetdevError(f"system port {name}: {name} is not an Ethernet interface "
-                          f"(link type {link['ifi_type']}); system ports carry Ethernet frames")
-    mac = bytes.fromhex((link.get_attr("IFLA_ADDRESS") or "00:00:00:00:00:00")
-                        .replace(":", ""))
-    return _Link(found[0], mac, link.get_attr("IFLA_MTU") or 1500)
-
-
-class SystemNetdev(Netdev):
+class SystemNetdev(KernelIface, Netdev):
     type = "system"
     pmd_polled = True
 
     def __init__(self, name: str, options: dict[str, str]):
         super().__init__(name, options)
         self._config = SystemConfig.from_options(options)
-        link = _lookup(name)
+        link = lookup(name, "system")
         self.ifindex = link.ifindex
         self._mac = link.mac
         self.mtu = link.mtu
@@ -272,45 +229,10 @@ class SystemNetdev(Netdev):
 
     # -- facts --------------------------------------------------------------------
 
-    def _current_name(self) -> str | None:
-        """The interface's name now, None once it no longer exists."""
-        try:
-            return socket.if_indextoname(self.ifindex)
-        except OSError:
-            return None
-
-    @property
-    def link_up(self) -> bool:
-        name = self._current_name()
-        if name is None:
-            return False
-        try:
-            flags = if_flags(name)
-        except OSError:
-            return False
-        return flags & (IFF_UP | IFF_RUNNING) == IFF_UP | IFF_RUNNING
-
-    @property
-    def mac(self) -> bytes | None:
-        name = self._current_name()
-        if name is not None:
-            try:
-                self._mac = if_hwaddr(name)[1]
-            except OSError:
-                pass
-        return self._mac
-
     def status(self) -> dict[str, str]:
         out = dict(self._driver)
-        out.update(ifindex=str(self.ifindex), n_rxq=str(len(self._socks)))
-        name = self._current_name()
-        if name is None:
-            out["error"] = f"interface {self.name} (ifindex {self.ifindex}) no longer exists"
-        else:
-            try:
-                out["mtu"] = str(if_mtu(name))
-            except OSError:
-                pass
+        out.update(self.link_status())
+        out["n_rxq"] = str(len(self._socks))
         return out
 
     # -- counters -----------------------------------------------------------------
@@ -343,7 +265,7 @@ class SystemNetdev(Netdev):
 
     def _read_kernel(self) -> dict[str, int]:
         """The interface's counters; the last ones read once it is gone."""
-        name = self._current_name()
+        name = self.current_name()
         if name is not None:
             base = f"/sys/class/net/{name}/statistics/"
             values = {}
