@@ -186,3 +186,16 @@ def test_ring_outside_the_memory_table_is_refused_at_setup(daemon, good):
         assert_reset(daemon, bad, "ring 1: frontend-virtual range 0x10+4096 is not "
                                   "inside one memory region")
     check_good_port_forwards(daemon, good)
+
+
+def test_oversized_frame_is_dropped_and_counted_not_a_reset(daemon, good):
+    def rx_dropped() -> int:
+        return vhost(daemon, "vgood")["stats"]["rx_dropped"]
+
+    before = rx_dropped()
+    good.tx.add_tx(bytes(70000), split=[12, 35000])  # longer than any frame we carry
+    good.wait_tx_done(1)
+    wait_for(lambda: rx_dropped() == before + 1, "rx_dropped counted (PMDs report each "
+             "second)")
+    assert vhost(daemon, "vgood")["state"] == "ready"
+    check_good_port_forwards(daemon, good)

@@ -48,7 +48,7 @@ class VhostMapping:
         self.tx_ring: SplitVring | None = None
         self.tx_lock: int | None = None
         # Counted here, reported to the control process as deltas.
-        self.rx_packets = self.rx_bytes = 0
+        self.rx_packets = self.rx_bytes = self.rx_dropped = 0
         self.tx_packets = self.tx_bytes = self.tx_dropped = 0
 
     def update(self, info: dict, fds: list[int], tx_rank: int, tx_n: int) -> None:
@@ -154,10 +154,10 @@ class VhostMapping:
     def take_stats(self) -> list[int] | None:
         """Counters since the last call, or None when nothing happened."""
         out = [self.rx_packets, self.rx_bytes, self.tx_packets, self.tx_bytes,
-               self.tx_dropped]
+               self.tx_dropped, self.rx_dropped]
         if not any(out):
             return None
-        self.rx_packets = self.rx_bytes = 0
+        self.rx_packets = self.rx_bytes = self.rx_dropped = 0
         self.tx_packets = self.tx_bytes = self.tx_dropped = 0
         return out
 

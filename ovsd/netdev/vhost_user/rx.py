@@ -26,6 +26,9 @@ class VhostRxQueue:
         if frames:
             m.rx_packets += len(frames)
             m.rx_bytes += sum(map(len, frames))
+        if ring.dropped_oversize:  # frames longer than any Ethernet frame we carry
+            m.rx_dropped += ring.dropped_oversize
+            ring.dropped_oversize = 0
         return frames
 
     @property
