@@ -263,12 +263,16 @@ def _read_mac(ifname: str) -> bytes:
 
 
 @contextlib.contextmanager
-def veth(ns: Netns, *, mtu: int | None = None, tx_offloads: bool = False) -> Iterator[Veth]:
+def veth(ns: Netns, *, mtu: int | None = None, tx_offloads: bool = False,
+         queues: int | None = None) -> Iterator[Veth]:
     """A veth pair, both ends up, ``inner`` moved into ``ns``; deleted on exit
     (if the test did not delete it already).  By default the inner end does
-    not offload checksums (see Netns.disable_tx_offloads)."""
+    not offload checksums (see Netns.disable_tx_offloads).  ``queues``: rx and
+    tx queues of each end (the kernel's default is one)."""
     outer, inner = unique_name("v"), unique_name("v")
-    _ip("link", "add", outer, "type", "veth", "peer", "name", inner, "netns", ns.name)
+    nq = [] if queues is None else ["numrxqueues", str(queues), "numtxqueues", str(queues)]
+    _ip("link", "add", outer, *nq, "type", "veth", "peer", "name", inner, *nq,
+        "netns", ns.name)
     try:
         if mtu is not None:
             _ip("link", "set", outer, "mtu", str(mtu))
