@@ -133,6 +133,13 @@ class Replica:
             self._drop_port(ofproto, msg["ofport"])
         if msg["type"] == "system":
             tx = _SystemTx(msg["tx"])
+        elif msg["type"] == "afxdp":
+            from ovsd.netdev.afxdp.queues import AfxdpTx, DroppingTx
+            try:
+                tx = AfxdpTx(fds, msg["tx"]) if fds else DroppingTx()
+            except Exception as e:
+                log.error("pmd: cannot transmit on %s: %s", msg["name"], e)
+                tx = DroppingTx()
         elif msg["type"] in VHOST_TYPES:
             from ovsd.netdev.vhost_user.tx import VhostTx
             tx = VhostTx(self._mapping(msg["odp"], msg["name"]))
@@ -180,6 +187,9 @@ class Replica:
             from ovsd.netdev.afpacket.rx import RxQueue
             return RxQueue(fds[0], msg.get("block"), msg.get("skip", 0),
                            ring=msg.get("ring"), close_fd=True)
+        if msg["type"] == "afxdp":
+            from ovsd.netdev.afxdp.queues import AfxdpRxQueue
+            return AfxdpRxQueue(fds, msg["layout"])
         for fd in fds:
             os.close(fd)
         if msg["type"] in VHOST_TYPES:
@@ -272,16 +282,32 @@ class Replica:
         learned = [(b, mac, vlan, port) for (b, mac, vlan), port in self._learned.items()]
         self._learned.clear()
         loop = self.loop
-        vhost = []
-        for odp, mapping in self.vhost.items():
-            delta = mapping.take_stats()
-            if delta is not None:
-                vhost.append([odp, *delta])
         self.send({"t": "stats", "counters": loop.counters(), "credits": credits,
                    "learned": learned, "n_flows": self.dp.megaflows.n_flows,
-                   "vhost": vhost,
+                   "ports": self._port_counts(),
                    "rxqs": [{"odp": q.odp_port, "qid": q.qid, "port": q.port_name,
                              "busy_ns": q.busy_ns} for q in loop.state.queues]})
+
+
+    def _port_counts(self) -> list[list[int]]:
+        """[odp, rx packets, rx bytes, tx packets, tx bytes, tx dropped, rx dropped]
+        since the last report, for the ports whose rings only PMDs touch."""
+        totals: dict[int, list[int]] = {}
+
+        def add(odp: int, take) -> None:
+            delta = take() if take is not None else None
+            if delta is not None:
+                acc = totals.setdefault(odp, [0] * 6)
+                for i, v in enumerate(delta):
+                    acc[i] += v
+
+        for odp, mapping in self.vhost.items():
+            add(odp, mapping.take_stats)
+        for q in self.loop.state.queues:
+            add(q.odp_port, getattr(q.queue, "take_stats", None))
+        for odp, port in self.dp.ports.items():
+            add(odp, getattr(port.netdev, "take_stats", None))
+        return [[odp, *delta] for odp, delta in totals.items()]
 
 
 def _flow_dict(f: DpFlow, now: float) -> dict:

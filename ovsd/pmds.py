@@ -242,15 +242,12 @@ class PmdManager:
             if rule is not None:
                 rule.credit(packets, n_bytes, time.time())
         self._take_learned(msg["learned"])
-        for odp, rx_p, rx_b, tx_p, tx_b, tx_drop in msg.get("vhost", ()):
-            netdev = self._vhost_netdev(odp)
-            if netdev is not None:
-                st = netdev.stats
-                st.rx_packets += rx_p
-                st.rx_bytes += rx_b
-                st.tx_packets += tx_p
-                st.tx_bytes += tx_b
-                st.tx_dropped += tx_drop
+        # Ports whose rings only PMDs touch (vhost-user, afxdp): their counts.
+        for odp, *counts in msg.get("ports", ()):
+            port = self.switch.backer.dp.ports.get(odp)
+            add = getattr(port.netdev, "add_counts", None) if port is not None else None
+            if add is not None:
+                add(*counts)
 
     def _vhost_netdev(self, odp: int):
         port = self.switch.backer.dp.ports.get(odp)
@@ -370,23 +367,28 @@ class PmdManager:
     def _push_vhost(self, pmd: Pmd) -> None:
         """Each vhost-user port's memory and rings, when they changed; every
         PMD gets them (every PMD may transmit to the port)."""
-        live = sorted(p.pmd_id for p in self.pmds.values() if p.alive)
-        rank = live.index(pmd.pmd_id) if pmd.pmd_id in live else 0
+        rank, n_live = self._tx_rank(pmd)
         present = set()
         for odp, port in self.switch.backer.dp.ports.items():
             netdev = port.netdev
             if not hasattr(netdev, "vhost_info"):
                 continue
             present.add(odp)
-            sent = (netdev.epoch, rank, len(live))
+            sent = (netdev.epoch, rank, n_live)
             if pmd.vhost.get(odp) == sent:
                 continue
             info, fds = netdev.vhost_info()
             self._send(pmd, {"t": "vhost", "odp": odp, "name": netdev.name,
-                             "tx_rank": rank, "tx_n": len(live), **info}, fds)
+                             "tx_rank": rank, "tx_n": n_live, **info}, fds)
             pmd.vhost[odp] = sent
         for odp in set(pmd.vhost) - present:
             del pmd.vhost[odp]
+
+    def _tx_rank(self, pmd: Pmd) -> tuple[int, int]:
+        """This PMD's place among the live ones, and how many there are: which
+        of a port's shared transmit rings it takes."""
+        live = sorted(p.pmd_id for p in self.pmds.values() if p.alive)
+        return (live.index(pmd.pmd_id) if pmd.pmd_id in live else 0), len(live)
 
     def send_tx(self, odp: int, frames: list) -> None:
         """Frames the control process sends to a port only PMDs can write
@@ -425,11 +427,17 @@ class PmdManager:
 
     def _push_ports(self, pmd: Pmd, ofproto) -> None:
         current = {}
+        fds: dict[tuple[str, int], list[int]] = {}
+        rank, n_live = self._tx_rank(pmd)
         for port in ofproto.ports.values():
             iface = self.switch.ifaces.get(port.name)
             netdev = iface.netdev if iface else None
             tx = netdev.tx_info() if netdev is not None and hasattr(netdev, "tx_info") \
                 else {}
+            handover = getattr(netdev, "tx_handover", None)
+            if handover is not None:  # afxdp: the socket this PMD transmits on
+                more, fds[(ofproto.name, port.ofport)] = handover(rank, n_live)
+                tx = {**tx, **more}
             vlan = {"mode": port.vlan.mode, "tag": port.vlan.tag,
                     "trunks": sorted(port.vlan.trunks)}
             current[(ofproto.name, port.ofport)] = {
@@ -441,7 +449,7 @@ class PmdManager:
             del pmd.ports[key]
         for key, info in current.items():
             if pmd.ports.get(key) != info:
-                self._send(pmd, {"t": "port_add", **info})
+                self._send(pmd, {"t": "port_add", **info}, fds.get(key, []))
                 pmd.ports[key] = info
 
     def _push_macs(self, pmd: Pmd) -> None:
@@ -494,10 +502,12 @@ class PmdManager:
             if current.get(q) == pmd_id:
                 continue
             name, netdev, fd, epoch = queues[q]
-            if fd is None:  # vhost-user: positions are in the port's shared counters
+            fds = [] if fd is None else [fd]
+            if fd is None:  # vhost-user, afxdp: positions are in the shared rings
                 if q in current:
                     await self._release(self.pmds[current[q]], q)
-                start = {}
+                handover = getattr(netdev, "rxq_handover", None)
+                start, fds = handover(q[1]) if handover is not None else ({}, [])
             elif q in current:
                 # Moving: the new owner continues exactly where the old one stopped.
                 block, skip = await self._release(self.pmds[current[q]], q)
@@ -509,7 +519,7 @@ class PmdManager:
                     start.update(block=known[0], skip=known[1])
             new = self.pmds[pmd_id]
             self._send(new, {"t": "rxq_add", "odp": q[0], "qid": q[1], "port": name,
-                             "type": netdev.type, **start}, [] if fd is None else [fd])
+                             "type": netdev.type, **start}, fds)
             new.rxqs[q] = epoch
             log.info("%s rx queue %d: polled by pmd %d (core %d)", name, q[1], pmd_id,
                      new.core)

@@ -22,7 +22,7 @@ from ovsd.dpif import perf
 from ovsd.dpif.emc import DEFAULT_INSERT_INV_PROB
 from ovsd.db.store import Database, DatabaseError, DatabaseLoadError, DatabaseLockedError
 from ovsd.netdev.base import Netdev, NetdevError
-from ovsd.netdev.registry import iface_types, open_netdev, set_socket_dir
+from ovsd.netdev.registry import iface_types, open_netdev, set_run_dir
 from ovsd.ofproto.backer import Backer
 from ovsd.ofproto.fields import OFPP_LOCAL, OFPP_MAX, FlowSyntaxError
 from ovsd.ofproto.flow_syntax import parse_flow
@@ -39,6 +39,9 @@ DEFAULT_FLOW = "priority=0,actions=NORMAL"
 EXPIRY_INTERVAL = 1.0
 STATS_INTERVAL = 5.0
 DEFAULT_MAX_IDLE_MS = 10_000  # other_config:max-idle, as in OVS
+# Port types on an existing kernel interface: they go down when it is deleted
+# and are reopened when an interface of that name exists again.
+KERNEL_IFACE_TYPES = ("system", "afxdp")
 
 
 class StartupError(Exception):
@@ -90,7 +93,7 @@ class Switch:
         self.main_baseline = perf.new_counters()
         db.add_listener(self._on_commit)
         if cfg is not None:
-            set_socket_dir(cfg.rundir)  # dpdkvhostuser sockets live beside ovsd.sock
+            set_run_dir(cfg.rundir)  # vhost sockets beside ovsd.sock; afxdp leftovers
         self.reconfigure()
 
     # -- opening ------------------------------------------------------------------
@@ -268,7 +271,7 @@ class Switch:
             self._open_iface(ofproto, iface, row, vlan)
             return
         if iface.netdev is None:
-            gone = iface.type == "system" and _ifindex(name) is None
+            gone = iface.type in KERNEL_IFACE_TYPES and _ifindex(name) is None
             if options != iface.options or (iface.error and not gone):
                 iface.options = options
                 self._open_iface(ofproto, iface, row, vlan)
@@ -363,11 +366,12 @@ class Switch:
         iface.error = reason
 
     def check_ports(self) -> None:
-        """Notice interfaces deleted under system ports (the port goes down,
-        the others keep forwarding) and interfaces that came back (reopened)."""
+        """Notice interfaces deleted under system and afxdp ports (the port goes
+        down, the others keep forwarding) and interfaces that came back
+        (reopened)."""
         changed = False
         for iface in list(self.ifaces.values()):
-            if iface.type != "system":
+            if iface.type not in KERNEL_IFACE_TYPES:
                 continue
             present = _ifindex(iface.name)
             if iface.netdev is not None:
@@ -423,6 +427,10 @@ class Switch:
     # -- ports the control process polls -------------------------------------------------
 
     def _watch(self, netdev: Netdev, odp_port: int) -> None:
+        control_tx = getattr(netdev, "set_control_tx", None)
+        if control_tx is not None:  # afxdp: only PMDs hold its rings
+            control_tx(functools.partial(self.pmds.send_tx, odp_port))
+            return
         attach = getattr(netdev, "attach", None)
         if attach is not None:  # vhost-user: serve its socket on the event loop
             try:

@@ -43,6 +43,9 @@ class Daemon:
 
     def start(self, timeout: float = 30.0) -> "Daemon":
         self.rundir.mkdir(parents=True, exist_ok=True)
+        # A killed daemon leaves its socket: waiting for the file would not
+        # wait for this one.  (A live daemon on the rundir makes ours exit.)
+        self.sock.unlink(missing_ok=True)
         self.stderr = open(self.rundir / "stderr.log", "ab")
         self.proc = subprocess.Popen(tool("ovsd") + ["--rundir", str(self.rundir),
                                                      *self.extra],

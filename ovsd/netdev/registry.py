@@ -32,13 +32,26 @@ def _vhost_client(name: str, options: dict[str, str]) -> Netdev:
     return VhostUserNetdev(name, options, client=True)
 
 
-def set_socket_dir(path: str) -> None:
-    """Where dpdkvhostuser ports create their sockets (ovsd's rundir)."""
+def _afxdp(name: str, options: dict[str, str]) -> Netdev:
+    from ovsd.netdev.afxdp.device import AfxdpNetdev
+    return AfxdpNetdev(name, options)
+
+
+def set_run_dir(path: str) -> None:
+    """ovsd's rundir: where dpdkvhostuser ports create their sockets, and where
+    afxdp ports record the XDP programs they attach (and a start after a crash
+    detaches what is recorded there)."""
+    from pathlib import Path
+
+    from ovsd.netdev.afxdp import leftovers
     from ovsd.netdev.vhost_user import device
     device.SOCKET_DIR = path
+    leftovers.STATE_DIR = Path(path) / "afxdp"
+    leftovers.remove_all()
 
 
 TYPES: dict[str, Callable[[str, dict[str, str]], Netdev]] = {
+    "afxdp": _afxdp,
     "dummy": _dummy,
     "dpdkvhostuser": _vhost_server,
     "dpdkvhostuserclient": _vhost_client,
@@ -47,9 +60,7 @@ TYPES: dict[str, Callable[[str, dict[str, str]], Netdev]] = {
 }
 
 # Types OVS knows that this ovsd cannot open: a clear error, not "unknown".
-NOT_AVAILABLE = {
-    "afxdp": "AF_XDP ports",
-}
+NOT_AVAILABLE: dict[str, str] = {}
 
 
 def iface_types() -> list[str]:

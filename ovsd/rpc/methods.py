@@ -226,6 +226,11 @@ def _port_info(switch: "Switch", ofproto: Ofproto, name: str) -> dict:
                          "features": d["features"],
                          "queues": [(q["ring"], q["state"]) for q in d["queues"]],
                          "summary": summary(d)}
+    if dev is not None and dev.type == "afxdp":
+        st = dev.status()
+        info["afxdp"] = {"xdp_mode": st["xdp-mode"], "requested": st["xdp-mode-requested"],
+                         "n_rxq": dev.n_rxq, "use_need_wakeup": st["use-need-wakeup"] == "true",
+                         "refused": st.get("xdp-modes-refused")}
     return info
 
 
@@ -257,6 +262,11 @@ def show(switch: "Switch", bridge: str) -> dict:
             lines.append(f"     error:      {p['error']}")
         if "vhost" in p:
             lines.append(f"     {p['vhost']['summary']}")
+        if "afxdp" in p:
+            x = p["afxdp"]
+            lines.append(f"     xdp-mode:   {x['xdp_mode']} (requested {x['requested']}), "
+                         f"n_rxq={x['n_rxq']}, use-need-wakeup="
+                         f"{str(x['use_need_wakeup']).lower()}")
         s = p["statistics"]
         if s:
             lines.append(f"     rx pkts={s['rx_packets']}, bytes={s['rx_bytes']}, "

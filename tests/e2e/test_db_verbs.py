@@ -47,7 +47,7 @@ def test_open_vswitch_other_config_cycle(d):
     row = listed(d.ofctl("list", "Open_vSwitch"))
     assert row["other_config"] == '{max-idle="5000", pmd-cpu-mask="0x2"}'
     assert UUID.match(row["_uuid"])
-    assert row["iface_types"] == "[dpdkvhostuser, dpdkvhostuserclient, dummy, internal, system]"
+    assert row["iface_types"] == "[afxdp, dpdkvhostuser, dpdkvhostuserclient, dummy, internal, system]"
     assert row["cur_cfg"] == row["next_cfg"]  # the switch has applied every change
     d.ofctl("remove", "Open_vSwitch", ".", "other_config", "max-idle")
     assert d.ofctl("get", "Open_vSwitch", ".", "other_config") == '{pmd-cpu-mask="0x2"}\n'
