@@ -6,6 +6,7 @@ SCENARIOS = {
     "classifier": "bench.scenario_classifier",
     "afpacket-p2p": "bench.scenario_afpacket:run_p2p",
     "afpacket-10k": "bench.scenario_afpacket:run_10k",
+    "afxdp-p2p": "bench.scenario_afpacket:run_afxdp_p2p",
     "vhost-p2p": "bench.scenario_vhost:run_p2p",
     "vhost-p2p-normal": "bench.scenario_vhost:run_p2p_normal",
     "vring-micro": "bench.vring_micro:run",

@@ -118,7 +118,11 @@ def pmd_figures(pmd: dict) -> dict:
 
 
 class Ovsd:
+    """ovsd with the veths as ``port_type`` ports (system: AF_PACKET; afxdp)."""
     name = "ovsd"
+
+    def __init__(self, port_type: str = "system", options: tuple[str, ...] = ()):
+        self.port_type, self.options = port_type, options
 
     @staticmethod
     def missing() -> str | None:
@@ -146,8 +150,9 @@ class Ovsd:
                 time.sleep(0.05)
             handle.ofctl("set", "Open_vSwitch", ".", f"other_config:pmd-cpu-mask={PMD_MASK}")
             handle.ofctl("add-br", bridge)
-            handle.ofctl("add-port", bridge, topo.in_if, "ofport_request=1")
-            handle.ofctl("add-port", bridge, topo.out_if, "ofport_request=2")
+            for port, ofport in ((topo.in_if, 1), (topo.out_if, 2)):
+                handle.ofctl("add-port", bridge, port, f"type={self.port_type}",
+                             *self.options, f"ofport_request={ofport}")
             handle.ofctl("del-flows", bridge)
             handle.ofctl("add-flows", bridge, str(write_flows(rundir, flows)))
             pmds = descendants(proc.pid)
@@ -200,15 +205,17 @@ class OvsNetdevSandbox(OvsSandbox):
 
 
 class OvsHandle:
-    def __init__(self, ovs: OvsNetdevSandbox, bridge: str):
-        self.ovs, self.bridge = ovs, bridge
+    def __init__(self, ovs: OvsNetdevSandbox, bridge: str, section: str):
+        self.ovs, self.bridge, self.section = ovs, bridge, section
 
     def before_window(self) -> None:
         self.ovs.appctl("dpif-netdev/pmd-stats-clear")
 
     def after_window(self) -> dict:
-        """The main thread's counters (system ports are polled there)."""
-        return parse_ovs_pmd_stats(self.ovs.appctl("dpif-netdev/pmd-stats-show"))
+        """The counters of the thread that polls the ports: the main thread for
+        system ports, the PMD on SWITCH_CPU for afxdp ports."""
+        return parse_ovs_pmd_stats(self.ovs.appctl("dpif-netdev/pmd-stats-show"),
+                                   self.section)
 
     def pids(self) -> list[int]:
         """ovsdb-server and ovs-vswitchd (daemons: not our descendants)."""
@@ -219,8 +226,9 @@ class OvsHandle:
         return sum(1 for line in text.splitlines() if "actions:" in line)
 
 
-def parse_ovs_pmd_stats(text: str) -> dict:
-    """OVS's dpif-netdev/pmd-stats-show, main thread section -> counters."""
+def parse_ovs_pmd_stats(text: str, section_start: str = "main thread:") -> dict:
+    """OVS's dpif-netdev/pmd-stats-show, the section whose heading starts with
+    ``section_start`` -> counters."""
     names = {"packets received": "packets", "simple match hits": "simple_hits",
              "emc hits": "emc_hits",
              "smc hits": "smc_hits", "megaflow hits": "megaflow_hits",
@@ -231,7 +239,7 @@ def parse_ovs_pmd_stats(text: str) -> dict:
         if not line.startswith(" "):
             section = line.strip()
             continue
-        if section != "main thread:":
+        if section is None or not section.startswith(section_start):
             continue
         key, _, value = line.strip().partition(":")
         if key in names:
@@ -240,7 +248,12 @@ def parse_ovs_pmd_stats(text: str) -> dict:
 
 
 class OvsNetdev:
+    """Open vSwitch's userspace datapath with the veths as ``port_type`` ports
+    (system: polled by the main thread; afxdp: by a PMD on SWITCH_CPU)."""
     name = "OVS netdev"
+
+    def __init__(self, port_type: str = "system", options: tuple[str, ...] = ()):
+        self.port_type, self.options = port_type, options
 
     @staticmethod
     def missing() -> str | None:
@@ -273,10 +286,13 @@ class OvsNetdev:
                               f"other_config:pmd-cpu-mask={PMD_MASK}")
                     for port, ofport in ((topo.in_if, 1), (topo.out_if, 2)):
                         ovs.vsctl("--timeout=20", "add-port", bridge, port, "--", "set",
-                                  "interface", port, "type=system", f"ofport_request={ofport}")
+                                  "interface", port, f"type={self.port_type}",
+                                  *self.options, f"ofport_request={ofport}")
                     ovs.ofctl("del-flows", bridge)
                     ovs.ofctl("add-flows", bridge, str(write_flows(ovs.dir, flows)))
-                    yield OvsHandle(ovs, bridge)
+                    section = ("main thread:" if self.port_type == "system" else
+                               f"pmd thread numa_id 0 core_id {SWITCH_CPU}:")
+                    yield OvsHandle(ovs, bridge, section)
                 finally:
                     with signals_deferred():
                         # Deleting the bridge first lets OVS remove its tap device.

@@ -47,7 +47,8 @@ N_ADDRS, N_PORTS = 625, 16     # coprime counts: round robin over k gives every 
 PORT_BASE = 0x1000
 
 TARGETS = {("ovsd", "OVS netdev"): 1.3, ("ovsd", "bare forwarder"): 0.9,
-           ("ovsd", "ovsd, 1 flow"): 0.8}
+           ("ovsd", "ovsd, 1 flow"): 0.8,
+           ("ovsd afxdp", "OVS afxdp"): 0.9, ("ovsd afxdp", "ovsd"): 1.5}
 
 
 # -- traffic and rule tables -----------------------------------------------------------
@@ -392,6 +393,26 @@ def run_p2p() -> None:
         return
     print_ratios(results, [("ovsd", "OVS netdev"), ("ovsd", "bare forwarder")])
     print_where_time_goes(results)
+
+
+def run_afxdp_p2p() -> None:
+    """The afpacket-p2p setup with both veths as afxdp ports, beside OVS's own
+    afxdp ports and ovsd's AF_PACKET path in the same rounds."""
+    def entries() -> list[Entry]:
+        traffic = p2p_traffic()
+        return [Entry("ovsd afxdp", Ovsd("afxdp"), traffic, P2P_FLOWS),
+                Entry("OVS afxdp", OvsNetdev("afxdp", ("options:xdp-mode=best-effort",)),
+                      traffic, P2P_FLOWS),
+                Entry("ovsd", Ovsd(), traffic, P2P_FLOWS)]
+    results = _run_scenario(
+        f"scenario afxdp-p2p: the afpacket-p2p topology and generator, the veths as afxdp "
+        f"ports (xdp-mode best-effort: native on a veth); OVS "
+        f"{OvsNetdev.version() or '(not installed)'} afxdp ports and ovsd's system ports "
+        "alongside", entries)
+    if results is None:
+        return
+    print_ratios(results, [("ovsd afxdp", "OVS afxdp"), ("ovsd afxdp", "ovsd")])
+    print_where_time_goes(results, "ovsd afxdp")
 
 
 def run_10k() -> None:
