@@ -38,6 +38,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--config", help="TOML configuration file (see configs/ovsd.toml)")
     p.add_argument("--db", help="database file (default: RUNDIR/conf.db)")
     p.add_argument("--log-level", choices=LOG_LEVELS, help="default: from --config, else info")
+    p.add_argument("--ovsdb-tcp", type=int, metavar="PORT",
+                   help="also serve OVSDB on 127.0.0.1:PORT (ptcp:PORT:127.0.0.1); "
+                   "RUNDIR/db.sock is always served")
     return p.parse_args(argv)
 
 
@@ -105,8 +108,9 @@ class PidFile:
             self._fd = None
 
 
-async def serve(cfg: Config) -> None:
+async def serve(cfg: Config, ovsdb_tcp: int | None = None) -> None:
     from ovsd import switch as switch_mod
+    from ovsd.ovsdb.server import start_for_switch
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -116,16 +120,24 @@ async def serve(cfg: Config) -> None:
         switch = switch_mod.Switch.open(cfg)
     except switch_mod.StartupError as e:
         raise StartupError(str(e)) from None
+    ovsdb = None
     try:
         sock_path = os.path.join(cfg.rundir, SOCKET_NAME)
         try:
             await switch.start(sock_path)
         except OSError as e:
             raise StartupError(f"cannot serve on {sock_path}: {e.strerror or e}") from None
+        try:
+            ovsdb = await start_for_switch(switch, cfg.rundir, ovsdb_tcp)
+        except OSError as e:
+            raise StartupError(f"cannot serve OVSDB in {cfg.rundir} (or on TCP port "
+                               f"{ovsdb_tcp}): {e.strerror or e}") from None
         log.info("ovsd ready: rundir %s, database %s", cfg.rundir, cfg.db_path)
         await stop.wait()
         log.info("stopping")
     finally:
+        if ovsdb is not None:
+            await ovsdb.close()
         await switch.close()
 
 
@@ -144,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"ovsd: {e}", file=sys.stderr)
         sys.exit(1)
     try:
-        asyncio.run(serve(cfg))
+        asyncio.run(serve(cfg, args.ovsdb_tcp))
     except StartupError as e:
         log.error("%s", e)
         sys.exit(1)

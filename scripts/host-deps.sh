@@ -7,13 +7,14 @@ set -euo pipefail
 # iproute2 for namespaces and veths; ping, ethtool and trafgen (netsniff-ng) for traffic.
 # Interop tests: dpdk-testpmd (dpdk-dev) as virtio-user frontend and vhost back-end,
 # QEMU for the test guest, busybox-static and cpio for the guest's initramfs;
-# openvswitch-common for OVS's own schema, which the database tests compare with.
+# openvswitch-common for OVS's own schema, which the database tests compare with;
+# openvswitch-switch for the real ovs-vsctl, which the OVSDB tests drive ovsd with.
 want=(iproute2 iputils-ping ethtool netsniff-ng dpdk-dev qemu-system-x86 busybox-static cpio
-      openvswitch-common)
+      openvswitch-common openvswitch-switch)
 case "${1:-}" in
     python) want=(python3 python3-venv python3-pip) ;;
     # make bench runs real OVS beside ovsd: the kernel-datapath build and the DPDK build.
-    bench) want+=(openvswitch-switch openvswitch-switch-dpdk) ;;
+    bench) want+=(openvswitch-switch-dpdk) ;;
 esac
 
 missing=()
