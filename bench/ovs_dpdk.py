@@ -30,7 +30,7 @@ from pathlib import Path
 
 from bench.ovs_sandbox import SCHEMA
 from tests.interop.hugepages import MOUNTPOINT
-from tests.interop.process import LoggedProcess
+from tests.interop.process import LoggedProcess, pid_alive
 
 PACKAGE = "openvswitch-switch-dpdk"
 VSWITCHD = Path("/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk")
@@ -114,7 +114,7 @@ def sweep_stale() -> list[str]:
             continue
         for path in base.glob(f"{stem}*{sep}*"):
             m = re.match(rf"{re.escape(stem)}(\d+){sep}", path.name)
-            if not m or _pid_alive(int(m.group(1))):
+            if not m or pid_alive(int(m.group(1))):
                 continue
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
@@ -130,21 +130,12 @@ def sweep_stale_taps(stem: str) -> list[str]:
     removed = []
     for dev in Path("/sys/class/net").iterdir():
         m = re.fullmatch(rf"{re.escape(stem)}([0-9a-f]+)", dev.name)
-        if not m or not (dev / "tun_flags").exists() or _pid_alive(int(m.group(1), 16)):
+        if not m or not (dev / "tun_flags").exists() or pid_alive(int(m.group(1), 16)):
             continue
         subprocess.run(["ip", "link", "del", dev.name], capture_output=True, timeout=10)
         removed.append(dev.name)
     return removed
 
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # -- pmd-stats-show -------------------------------------------------------------------

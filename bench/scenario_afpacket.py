@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 
 from bench import topology as topo_mod
+from bench.topology import loadavg, print_foreign
 from bench.contenders import Bare, ContenderError, Ovsd, OvsNetdev
 from bench.topology import GEN_CPU, SWITCH_CPU, CpuShare, Topology, Trafgen
 
@@ -310,7 +311,7 @@ def print_where_time_goes(results: dict[str, list[Trial]], label: str = "ovsd") 
 
 def print_caveat(load_start: str, trials: list[Trial]) -> None:
     steal = max((t.cores[c].steal for t in trials for c in t.cores), default=0.0)
-    load_end = _loadavg()
+    load_end = loadavg()
     print(f"caveat: {os.cpu_count()} cores, shared: core {GEN_CPU} runs trafgen and the "
           f"kernel's delivery into the switch's socket, core {SWITCH_CPU} the switch and the "
           "kernel's veth transmit and sink-side receive; both also run whatever else the "
@@ -319,18 +320,7 @@ def print_caveat(load_start: str, trials: list[Trial]) -> None:
           "runs done side by side, are the figures to compare.")
     if not trials:
         return
-    worst = max(trials, key=lambda t: t.foreign_total)
-    median = statistics.median(t.foreign_total for t in trials)
-    top = ", ".join(f"{name} {share:.2f}" for name, share in list(worst.foreign.items())[:4]
-                    if share >= 0.01)
-    print(f"other processes (not this benchmark's) used a median of {median:.2f} cores "
-          f"during the windows, at most {worst.foreign_total:.2f}" + (f" ({top})" if top else "")
-          + (": the figures are disturbed" if worst.foreign_total > 0.1 else ""))
-
-
-def _loadavg() -> str:
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
+    print_foreign([t.foreign for t in trials])
 
 
 def _contenders(entries: list[Entry]) -> list[Entry]:
@@ -355,7 +345,7 @@ def _run_scenario(title: str, entries_fn) -> dict[str, list[Trial]] | None:
     if not entries:
         print("  skipped: no contender can run here")
         return None
-    load = _loadavg()
+    load = loadavg()
     old_term = signal.signal(signal.SIGTERM, _interrupt)
     try:
         with topo_mod.topology() as topo:

@@ -51,12 +51,13 @@ from typing import Iterator
 
 from bench import ovs_dpdk
 from bench import topology as topo_mod
+from bench.topology import loadavg, print_foreign
 from bench.contenders import pmd_figures, write_flows
 from bench.ovs_dpdk import OvsDpdk, OvsDpdkError
 from bench.topology import signals_deferred
 from tests.interop import testpmd as testpmd_mod
 from tests.interop.hugepages import HugepageError, ensure_hugepages
-from tests.interop.process import LoggedProcess, ProcessError
+from tests.interop.process import LoggedProcess, ProcessError, pid_alive
 from tests.interop.testpmd import Testpmd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -453,23 +454,12 @@ def print_caveat(load_before: str, trials: list[Trial]) -> None:
     steal = max((t.steal for t in trials), default=0.0)
     print(f"caveat: {os.cpu_count()} cores, shared: core {TESTPMD_CPU} runs testpmd's "
           f"forwarding, core {SWITCH_CPU} the switch's PMD; both also run whatever else the "
-          f"machine does (load average {load_before} before, {_loadavg()} after; steal up "
+          f"machine does (load average {load_before} before, {loadavg()} after; steal up "
           f"to {steal:.0%} of a window). Absolute Mpps move with that load; the ratio, from "
           "runs done side by side, is the figure to compare.")
     if not trials:
         return
-    worst = max(trials, key=lambda t: t.foreign_total)
-    median = statistics.median(t.foreign_total for t in trials)
-    top = ", ".join(f"{name} {share:.2f}" for name, share in list(worst.foreign.items())[:4]
-                    if share >= 0.01)
-    print(f"other processes (not this benchmark's) used a median of {median:.2f} cores "
-          f"during the windows, at most {worst.foreign_total:.2f}" + (f" ({top})" if top else "")
-          + (": the figures are disturbed" if worst.foreign_total > 0.1 else ""))
-
-
-def _loadavg() -> str:
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
+    print_foreign([t.foreign for t in trials])
 
 
 # -- entry points ---------------------------------------------------------------------
@@ -491,18 +481,9 @@ def sweep_stale() -> None:
     ovs_dpdk.sweep_stale_taps(OVS_BRIDGE)
     for path in Path(tempfile.gettempdir()).glob(f"{WORKDIR_STEM}*-*"):
         pid = path.name[len(WORKDIR_STEM):].split("-")[0]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
 
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _interrupt(signum, frame):
@@ -535,7 +516,7 @@ def run_setup(setup: Setup) -> dict[str, list[Trial]] | None:
     except HugepageError as e:
         print(f"  hugepages: {e} (testpmd falls back to --no-huge; OVS-DPDK may fail)")
     sweep_stale()
-    load = _loadavg()
+    load = loadavg()
     old_term = signal.signal(signal.SIGTERM, _interrupt)
     try:
         results, errors = run_rounds(setup, contenders)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import statistics
 import socket
 import struct
 import subprocess
@@ -393,3 +394,23 @@ class Trafgen:
                     p.unlink()
                 self._dir.rmdir()
                 self._dir = None
+
+
+def loadavg() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def print_foreign(windows: list[dict[str, float]]) -> None:
+    """How much CPU other processes took during the measured windows (each a
+    {process name: cores} from foreign_cpu): the median and the worst."""
+    if not windows:
+        return
+    totals = [sum(w.values()) for w in windows]
+    worst = windows[totals.index(max(totals))]
+    top = ", ".join(f"{name} {share:.2f}" for name, share in list(worst.items())[:4]
+                    if share >= 0.01)
+    print(f"other processes (not this benchmark's) used a median of "
+          f"{statistics.median(totals):.2f} cores during the windows, at most {max(totals):.2f}"
+          + (f" ({top})" if top else "") + (": the figures are disturbed" if max(totals) > 0.1
+                                            else ""))

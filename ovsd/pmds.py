@@ -245,9 +245,8 @@ class PmdManager:
         # Ports whose rings only PMDs touch (vhost-user, afxdp): their counts.
         for odp, *counts in msg.get("ports", ()):
             port = self.switch.backer.dp.ports.get(odp)
-            add = getattr(port.netdev, "add_counts", None) if port is not None else None
-            if add is not None:
-                add(*counts)
+            if port is not None and port.netdev.pmd_counted:
+                port.netdev.stats.add_counts(*counts)
 
     def _vhost_netdev(self, odp: int):
         port = self.switch.backer.dp.ports.get(odp)

@@ -31,6 +31,17 @@ class NetdevStats:
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    def add_counts(self, rx_packets: int, rx_bytes: int, tx_packets: int, tx_bytes: int,
+                   tx_dropped: int, rx_dropped: int = 0) -> None:
+        """A PMD's counts since its last report, for ports whose rings only
+        PMDs touch (``Netdev.pmd_counted``)."""
+        self.rx_packets += rx_packets
+        self.rx_bytes += rx_bytes
+        self.tx_packets += tx_packets
+        self.tx_bytes += tx_bytes
+        self.tx_dropped += tx_dropped
+        self.rx_dropped += rx_dropped
+
 
 class Netdev(ABC):
     """A port's device.  Subclasses set ``type`` and implement the bursts."""
@@ -39,6 +50,8 @@ class Netdev(ABC):
     #: True when a PMD should busy-poll this port's rx queues; False when the
     #: control process feeds it (dummy ports) or polls it on events.
     pmd_polled: bool = False
+    #: True when only PMDs see the port's traffic: they report its counts.
+    pmd_counted: bool = False
 
     def __init__(self, name: str, options: dict[str, str]):
         self.name = name

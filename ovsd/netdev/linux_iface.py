@@ -14,7 +14,7 @@ import socket
 from dataclasses import dataclass
 
 from ovsd.netdev.afpacket.ring import (ARPHRD_ETHER, IFF_RUNNING, IFF_UP, IFNAMSIZ,
-                                       if_flags, if_hwaddr, if_mtu)
+                                       if_driver, if_flags, if_hwaddr, if_mtu)
 from ovsd.netdev.base import NetdevError
 
 
@@ -67,6 +67,12 @@ class KernelIface:
     ifindex: int
     name: str
     _mac: bytes | None
+
+    def _find(self, kind: str) -> None:
+        """Look the interface up by name (NetdevError when it cannot be a port)."""
+        link = lookup(self.name, kind)
+        self.ifindex, self._mac, self.mtu = link.ifindex, link.mac, link.mtu
+        self._driver = if_driver(self.name)
 
     def current_name(self) -> str | None:
         """The interface's name now, None once it no longer exists."""

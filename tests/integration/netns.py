@@ -32,6 +32,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, TypeVar
 
+from tests.interop.process import pid_alive
+
 T = TypeVar("T")
 
 PREFIX = "ovt"
@@ -79,15 +81,6 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
 
 def sweep_stale() -> None:
     """Delete namespaces and links left by test runs whose process is gone."""
@@ -95,7 +88,7 @@ def sweep_stale() -> None:
     for line in _ip("netns", "list", check=False).stdout.splitlines():
         name = line.split()[0] if line.split() else ""
         m = pattern.match(name)
-        if m and not _pid_alive(int(m.group(1), 16)):
+        if m and not pid_alive(int(m.group(1), 16)):
             _kill_members(name)
             _ip("netns", "del", name, check=False)
     for line in _ip("-o", "link", "show", check=False).stdout.splitlines():
@@ -104,7 +97,7 @@ def sweep_stale() -> None:
             continue
         name = parts[1].strip().split("@")[0]
         m = pattern.match(name)
-        if m and not _pid_alive(int(m.group(1), 16)):
+        if m and not pid_alive(int(m.group(1), 16)):
             _ip("link", "del", name, check=False)
 
 

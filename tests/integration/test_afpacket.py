@@ -29,6 +29,7 @@ from ovsd.netdev.afpacket.device import SystemNetdev
 from ovsd.netdev.afpacket.ring import IFF_PROMISC, RxRing, TxRing
 from ovsd.netdev.afpacket.rx import RxQueue
 from ovsd.netdev.afpacket.tx import TxQueue
+from tests.integration.traffic import collect, recv_frames
 from tests.integration.netns import netns, sweep_stale, unavailable_reason, veth
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +39,6 @@ needs_netns = pytest.mark.skipif(REASON is not None, reason=f"needs namespaces: 
 SRC = bytes.fromhex("02aa00000001")
 DST = bytes.fromhex("02bb00000002")  # nobody's: the host stacks drop these frames
 EXPERIMENTAL = 0x88B5
-GRACE = 0.05  # how long to keep watching for frames that should not come
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -54,32 +54,6 @@ def udp_frame(sport: int, dport: int, seq: int) -> bytes:
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
                      bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
     return DST + SRC + b"\x08\x00" + ip + udp
-
-
-def collect(burst, n: int, timeout: float = 3.0) -> list:
-    """Call ``burst()`` until ``n`` frames came (or timeout), then watch a
-    little longer so that extra frames show up in the result too."""
-    got: list = []
-    deadline = time.monotonic() + timeout
-    while len(got) < n and time.monotonic() < deadline:
-        got += burst()
-    quiet = time.monotonic() + GRACE
-    while time.monotonic() < quiet:
-        got += burst()
-    return got
-
-
-def recv_frames(sock: socket.socket, n: int, timeout: float = 3.0) -> list[bytes]:
-    got = []
-    deadline = time.monotonic() + timeout
-    while len(got) < n:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([sock], [], [], left)[0]:
-            break
-        got.append(sock.recv(65536))
-    while select.select([sock], [], [], GRACE)[0]:
-        got.append(sock.recv(65536))
-    return got
 
 
 def promisc(ifname: str) -> bool:

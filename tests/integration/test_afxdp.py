@@ -16,6 +16,7 @@ from scapy.layers.l2 import Ether
 
 from tests.daemon import Daemon, OfctlError
 from tests.integration import netns as N
+from tests.integration.traffic import recv_frames
 
 pytestmark = pytest.mark.skipif(N.unavailable_reason() is not None,
                                 reason=N.unavailable_reason() or "")
@@ -40,32 +41,15 @@ def frames(tag: bytes, n: int = COUNT, src: str = "02:aa:00:00:00:01",
 
 def send_and_collect(src, sink, batch: list[bytes], seconds: float = 3.0) -> list[bytes]:
     """Send ``batch`` from ``src`` (paced, so no kernel queue overflows), and
-    return the frames carrying the batch's tag that reach ``sink``."""
+    return the frames carrying the batch's tag that reach ``sink`` (and
+    duplicates arriving right after)."""
     tag = batch[0][42:-4]
-    sink.settimeout(0.05)
-    got: list[bytes] = []
     for i, f in enumerate(batch):
         src.send(f)
         if i % 32 == 31:
             time.sleep(0.002)
-    end = time.monotonic() + seconds
-    while time.monotonic() < end and len(got) < len(batch):
-        try:
-            f = sink.recv(65535)
-        except OSError:
-            continue
-        if f[42:-4] == tag:
-            got.append(f)
-    # Anything more (duplicates) would arrive right after.
-    end = time.monotonic() + 0.3
-    while time.monotonic() < end:
-        try:
-            f = sink.recv(65535)
-        except OSError:
-            continue
-        if f[42:-4] == tag:
-            got.append(f)
-    return got
+    got = recv_frames(sink, len(batch), timeout=seconds, grace=0.3)
+    return [f for f in got if f[42:-4] == tag]
 
 
 def wait_ready(d: Daemon, port: str, timeout: float = 10.0) -> None:

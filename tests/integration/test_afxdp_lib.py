@@ -16,7 +16,6 @@ import json
 import multiprocessing
 import os
 import random
-import select
 import signal
 import socket
 import struct
@@ -32,6 +31,7 @@ import pytest
 from ovsd.netdev.afxdp import bpf
 from ovsd.netdev.afxdp.bpf import BpfError, XskProgram
 from ovsd.netdev.afxdp.xsk import XskError, XskQueue, XskSocket
+from tests.integration.traffic import collect, recv_frames
 from tests.integration.netns import Veth, netns, sweep_stale, unavailable_reason, veth
 from tests.support.xdp_ns import xdp_state
 
@@ -43,39 +43,12 @@ MODES = ("native", "generic")
 SRC = bytes.fromhex("02aa00000001")
 DST = bytes.fromhex("02bb00000002")  # nobody's
 EXPERIMENTAL = 0x88B5
-GRACE = 0.05  # how long to keep watching for frames that should not come
 N = 100
 
 
 def frame(seq: int, size: int = 64, tag: int = 0) -> bytes:
     body = bytes([tag]) + seq.to_bytes(4, "big") + random.Random(seq).randbytes(size - 19)
     return DST + SRC + EXPERIMENTAL.to_bytes(2, "big") + body
-
-
-def collect(burst, n: int, timeout: float = 3.0) -> list:
-    """Call ``burst()`` until ``n`` frames came or ``timeout``, then a little
-    longer so that extra frames show up too."""
-    got: list = []
-    deadline = time.monotonic() + timeout
-    while len(got) < n and time.monotonic() < deadline:
-        got += burst()
-    quiet = time.monotonic() + GRACE
-    while time.monotonic() < quiet:
-        got += burst()
-    return got
-
-
-def recv_frames(sock: socket.socket, n: int, timeout: float = 3.0) -> list[bytes]:
-    got = []
-    deadline = time.monotonic() + timeout
-    while len(got) < n:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([sock], [], [], left)[0]:
-            break
-        got.append(sock.recv(65536))
-    while select.select([sock], [], [], GRACE)[0]:
-        got.append(sock.recv(65536))
-    return got
 
 
 def send_all(q: XskQueue, frames: list, timeout: float = 3.0) -> int:

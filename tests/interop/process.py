@@ -187,3 +187,14 @@ class LoggedProcess:
 
     def error(self, message: str) -> ProcessError:
         return ProcessError(f"{message}\n--- last lines of {self.log_path} ---\n{self.tail()}")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (ours or not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

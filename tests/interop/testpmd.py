@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from tests.interop.hugepages import MOUNTPOINT, free_hugepages, hugetlbfs_mounted, HugepageError
-from tests.interop.process import LoggedProcess, ProcessError
+from tests.interop.process import LoggedProcess, ProcessError, pid_alive
 
 TESTPMD = "dpdk-testpmd"
 PROMPT = re.compile(r"testpmd> ")
@@ -503,7 +503,7 @@ def sweep_stale() -> list[str]:
             continue
         for f in base.glob(pattern):
             m = re.match(r"ovsdt(\d+)_", f.name)
-            if not m or _pid_alive(int(m.group(1))):
+            if not m or pid_alive(int(m.group(1))):
                 continue
             if f.is_dir():
                 shutil.rmtree(f, ignore_errors=True)
@@ -512,15 +512,6 @@ def sweep_stale() -> list[str]:
             removed.append(str(f))
     return removed
 
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # -- output parsers ----------------------------------------------------------------------

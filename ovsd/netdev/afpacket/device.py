@@ -35,8 +35,8 @@ import socket
 from dataclasses import dataclass, fields
 
 from ovsd.netdev.base import Netdev, NetdevError, NetdevStats
-from ovsd.netdev.linux_iface import KernelIface, lookup
-from ovsd.netdev.afpacket.ring import (RxRing, if_driver, if_mtu, open_rx_socket,
+from ovsd.netdev.linux_iface import KernelIface
+from ovsd.netdev.afpacket.ring import (RxRing, if_mtu, open_rx_socket,
                                        rx_ring_drops)
 from ovsd.netdev.afpacket.rx import RxQueue
 from ovsd.netdev.afpacket.tx import DEFAULT_TX_FRAMES, TxQueue
@@ -84,11 +84,7 @@ class SystemNetdev(KernelIface, Netdev):
     def __init__(self, name: str, options: dict[str, str]):
         super().__init__(name, options)
         self._config = SystemConfig.from_options(options)
-        link = lookup(name, "system")
-        self.ifindex = link.ifindex
-        self._mac = link.mac
-        self.mtu = link.mtu
-        self._driver = if_driver(name)
+        self._find("system")
         self._rxqs: dict[int, RxQueue] = {}
         self._detached: set[int] = set()
         self._txq: TxQueue | None = None

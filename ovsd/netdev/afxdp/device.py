@@ -33,11 +33,10 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
-from ovsd.netdev.afpacket.ring import if_driver
 from ovsd.netdev.afxdp import bpf, leftovers
 from ovsd.netdev.afxdp.xsk import XskSocket
 from ovsd.netdev.base import Netdev, NetdevError, NetdevStats
-from ovsd.netdev.linux_iface import KernelIface, lookup
+from ovsd.netdev.linux_iface import KernelIface
 
 MAX_RXQ = 64
 XDP_MODES = ("best-effort", "native-with-zerocopy", "native", "generic")
@@ -94,15 +93,12 @@ def tx_queue_for(rank: int, n_pmds: int, n_queues: int) -> tuple[int, bool]:
 class AfxdpNetdev(KernelIface, Netdev):
     type = "afxdp"
     pmd_polled = True
+    pmd_counted = True
 
     def __init__(self, name: str, options: dict[str, str]):
         super().__init__(name, options)
         self._config = AfxdpConfig.from_options(options)
-        link = lookup(name, "afxdp")
-        self.ifindex = link.ifindex
-        self._mac = link.mac
-        self.mtu = link.mtu
-        self._driver = if_driver(name)
+        self._find("afxdp")
         self._prog: bpf.XskProgram | None = None
         self._socks: list[XskSocket] = []
         self._attach_mode = ""
@@ -336,17 +332,6 @@ class AfxdpNetdev(KernelIface, Netdev):
     @stats.setter
     def stats(self, value: NetdevStats) -> None:
         self._stats = value
-
-    def add_counts(self, rx_packets: int, rx_bytes: int, tx_packets: int, tx_bytes: int,
-                   tx_dropped: int, rx_dropped: int = 0) -> None:
-        """A PMD's counts since its last report."""
-        st = self._stats
-        st.rx_packets += rx_packets
-        st.rx_bytes += rx_bytes
-        st.tx_packets += tx_packets
-        st.tx_bytes += tx_bytes
-        st.tx_dropped += tx_dropped
-        st.rx_dropped += rx_dropped
 
     def close(self) -> None:
         """Detach the program and close every socket (PMDs close their copies)."""

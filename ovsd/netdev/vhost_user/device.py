@@ -54,6 +54,7 @@ class Hooks:
 
 class VhostUserNetdev(Netdev):
     pmd_polled = True
+    pmd_counted = True
 
     def __init__(self, name: str, options: dict[str, str], *, client: bool):
         super().__init__(name, options)
@@ -411,17 +412,6 @@ class VhostUserNetdev(Netdev):
             return 0  # the datapath counts them as dropped
         self.hooks.tx(list(frames))
         return len(frames)
-
-    def add_counts(self, rx_packets: int, rx_bytes: int, tx_packets: int, tx_bytes: int,
-                   tx_dropped: int, rx_dropped: int = 0) -> None:
-        """A PMD's counts since its last report (only PMDs touch the rings)."""
-        st = self.stats
-        st.rx_packets += rx_packets
-        st.rx_bytes += rx_bytes
-        st.tx_packets += tx_packets
-        st.tx_bytes += tx_bytes
-        st.tx_dropped += tx_dropped
-        st.rx_dropped += rx_dropped
 
     def queue_states(self) -> list[tuple[int, str]]:
         return [(i, self.session.ring_state(i).value) for i in sorted(self.session.vrings)]
