@@ -57,6 +57,10 @@ class _SystemTx:
     def tx_burst(self, qid: int, frames: list) -> int:
         return self.queue.tx_burst(frames)
 
+    @property
+    def tx_drop_reason(self) -> str:
+        return self.queue.tx_drop_reason
+
     def flush(self) -> None:
         if self.queue.unsent:
             self.queue.flush()
@@ -178,6 +182,9 @@ class Replica:
     def _on_vhost(self, msg: dict, fds: list[int]) -> None:
         self._mapping(msg["odp"], msg["name"]).update(msg, fds, msg["tx_rank"], msg["tx_n"])
 
+    def _on_taps(self, msg: dict, fds) -> None:
+        self.dp.taps.set(msg["taps"])
+
     def _on_tx_out(self, msg: dict, fds) -> None:
         if msg["odp"] in self.dp.ports:
             self.dp.transmit({msg["odp"]: msg["frames"]})
@@ -269,6 +276,10 @@ class Replica:
             learned = [(b, mac, vlan, port) for (b, mac, vlan), port in self._learned.items()]
             self._learned.clear()
             self.send({"t": "learned", "learned": learned})
+        if self.dp.taps:
+            captured = self.dp.taps.drain()
+            if captured:
+                self.send({"t": "captured", "taps": captured})
 
     def report(self) -> None:
         """Rule counters, learned MACs and this PMD's counters, to the control process."""
@@ -284,10 +295,18 @@ class Replica:
         loop = self.loop
         self.send({"t": "stats", "counters": loop.counters(), "credits": credits,
                    "learned": learned, "n_flows": self.dp.megaflows.n_flows,
-                   "ports": self._port_counts(),
+                   "ports": self._port_counts(), "drops": self._drops(),
                    "rxqs": [{"odp": q.odp_port, "qid": q.qid, "port": q.port_name,
                              "busy_ns": q.busy_ns} for q in loop.state.queues]})
 
+
+    def _drops(self) -> list[list]:
+        """[[odp, reason, packets], ...] since the last report."""
+        out = self.dp.drops.take()
+        for odp, mapping in self.vhost.items():
+            out.extend([odp, reason, n] for reason, n in mapping.drops.items() if n)
+            mapping.drops.clear()
+        return out
 
     def _port_counts(self) -> list[list[int]]:
         """[odp, rx packets, rx bytes, tx packets, tx bytes, tx dropped, rx dropped]

@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from ovsd.dpif import perf
@@ -81,6 +82,7 @@ class Pmd:
     mac_seq: dict = field(default_factory=dict)  # bridge -> MAC journal seq sent
     config: dict = field(default_factory=dict)  # datapath knobs as sent
     vhost: dict = field(default_factory=dict)  # odp -> (epoch, tx rank, tx count) sent
+    taps: list = field(default_factory=list)  # capture taps as sent
     counters: dict = field(default_factory=perf.new_counters)
     baseline: dict = field(default_factory=perf.new_counters)  # pmd-stats-clear
     rxq_load: dict = field(default_factory=dict)  # (odp, qid) -> (port, busy_ns)
@@ -92,6 +94,8 @@ class Pmd:
 class PmdManager:
     def __init__(self, switch):
         self.switch = switch
+        #: (port name, drops.* reason) -> packets PMDs dropped (their reports).
+        self.drops: Counter = Counter()
         self.pmds: dict[int, Pmd] = {}
         self._seq = itertools.count(1)
         self._waiters: dict[int, tuple[asyncio.Future, set[int]]] = {}
@@ -103,6 +107,7 @@ class PmdManager:
         self._closing = False
         self.error: str | None = None
         self.config: dict = {}
+        self.taps: list[dict] = []  # running captures (ovsd.capture)
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -134,6 +139,7 @@ class PmdManager:
         pmd.mac_seq = {}
         pmd.config = {}
         pmd.vhost = {}
+        pmd.taps = []
         pmd.started = time.monotonic()
         loop.add_reader(ours.fileno(), self._on_readable, pmd)
         try:
@@ -214,6 +220,8 @@ class PmdManager:
             self._take_stats(pmd, msg)
         elif kind == "learned":
             self._take_learned(msg["learned"])
+        elif kind == "captured":
+            self.switch.captures.deliver(msg["taps"])
         elif kind == "tx":
             frames = msg["frames"]
             self.switch.backer.dp.transmit({msg["odp"]: frames})
@@ -242,6 +250,10 @@ class PmdManager:
             if rule is not None:
                 rule.credit(packets, n_bytes, time.time())
         self._take_learned(msg["learned"])
+        ports = self.switch.backer.dp.ports
+        for odp, reason, n in msg.get("drops", ()):
+            port = ports.get(odp)
+            self.drops[(port.name if port is not None else f"odp port {odp}", reason)] += n
         # Ports whose rings only PMDs touch (vhost-user, afxdp): their counts.
         for odp, *counts in msg.get("ports", ()):
             port = self.switch.backer.dp.ports.get(odp)
@@ -341,10 +353,27 @@ class PmdManager:
         finally:
             self._waiters.pop(seq, None)
 
+    def set_taps(self, taps: list[dict]) -> None:
+        """Capture taps for every PMD, sent at once (a capture should not wait
+        for the next change) and again to PMDs that start later."""
+        self.taps = taps
+        for pmd in self.pmds.values():
+            if pmd.alive:
+                try:
+                    self._push_taps(pmd)
+                except ChannelClosed:
+                    self._died(pmd)
+
+    def _push_taps(self, pmd: Pmd) -> None:
+        if pmd.taps != self.taps:
+            self._send(pmd, {"t": "taps", "taps": self.taps})
+            pmd.taps = list(self.taps)
+
     def _push(self, pmd: Pmd) -> None:
         if pmd.config != self.config:
             self._send(pmd, {"t": "config", **self.config})
             pmd.config = dict(self.config)
+        self._push_taps(pmd)
         backer = self.switch.backer
         for name in sorted(pmd.bridges - set(backer.bridges)):
             self._send(pmd, {"t": "bridge_del", "name": name})

@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass, fields
 from typing import Callable, NamedTuple
 
+from ovsd.dpif import drops as D
+from ovsd.dpif.capture import Taps
 from ovsd.dpif.emc import Emc
 from ovsd.dpif.execute import execute_batch
 from ovsd.dpif.flow import DpFlow
@@ -49,6 +51,7 @@ class Upcall(NamedTuple):
     mask: int
     rules: tuple = ()  # credited with the megaflow's packets
     learned: tuple = ()  # NORMAL facts the megaflow keeps fresh while used
+    drop_reason: str | None = None  # why the packet goes nowhere (drops.*)
 
 
 class DatapathError(Exception):
@@ -102,6 +105,8 @@ class Datapath:
         self.ports: dict[int, DpPort] = {}
         self._by_name: dict[str, DpPort] = {}
         self.stats = DpStats()
+        self.drops = D.DropCounts()
+        self.taps = Taps()  # ofctl capture; empty (false) unless a capture runs
         self.emc = Emc()
         self.megaflows = MegaflowCache()
         self.simple = SimpleMatch()
@@ -173,6 +178,8 @@ class Datapath:
         if frames:
             self._full_walk(in_port, frames, batches)
         outputs: dict[int, list] = {}
+        if self.taps:
+            self._tap_rx(in_port, batches)
         now = self.clock()
         for flow, batch in batches.items():
             nb = len(batch)
@@ -182,6 +189,10 @@ class Datapath:
             ports = flow.out_ports
             if ports is None:
                 stats.n_userspace += execute_batch(batch, flow.actions, outputs)
+                if flow.drop_reason is not None:
+                    self.drops.add(in_port, flow.drop_reason, nb)
+            elif not ports:
+                self.drops.add(in_port, flow.drop_reason or D.NO_OUTPUT, nb)
             elif len(ports) == 1:
                 out = outputs.get(ports[0])
                 if out is None:
@@ -199,6 +210,17 @@ class Datapath:
         if self.eager_stats:
             for flow in batches:
                 self.on_flow_removed(flow)
+
+    def _tap_rx(self, in_port: int, batches: dict) -> None:
+        """A capture runs: the received frames, by flow, the dropped ones with
+        their reason (before the batches become output lists)."""
+        taps = self.taps
+        for flow, batch in batches.items():
+            reason = flow.drop_reason or (D.NO_OUTPUT if flow.out_ports == () else None)
+            if reason is None:
+                taps.rx(in_port, batch)
+            else:
+                taps.dropped(in_port, batch, reason)
 
     def _simple_walk(self, in_port: int, frames: list, tables, batches: dict) -> list:
         """Packets whose flow the simple-match tables answer; returns the rest."""
@@ -254,7 +276,7 @@ class Datapath:
                         break
                     n_misses += 1
                 else:
-                    flow = self._miss(key, frame)
+                    flow = self._miss(key, frame, in_port)
                     if flow is None:
                         continue
                 self.emc.maybe_insert(key, flow)
@@ -271,7 +293,12 @@ class Datapath:
         # them all, which counts here too, as in OVS.
         self.megaflows.subtable_probes += n_mf + n_misses
 
-    def _miss(self, key: int, frame) -> DpFlow | None:
+    def _miss(self, key: int, frame, in_port: int) -> DpFlow | None:
+        if not key & _IN_PORT_MASK:  # a runt (extract_keys): nothing to translate
+            self.drops.add(in_port, D.RUNT_FRAME)
+            if self.taps:
+                self.taps.dropped(in_port, [frame], D.RUNT_FRAME)
+            return None
         self.stats.n_upcalls += 1
         try:
             up = self.upcall(key, frame)
@@ -281,22 +308,33 @@ class Datapath:
             up = None
         if up is None:
             self.stats.n_lost += 1
+            self.drops.add(in_port, D.UPCALL_FAILED)
+            if self.taps:
+                self.taps.dropped(in_port, [frame], D.UPCALL_FAILED)
             return None
         flow = DpFlow(key & up.mask, up.mask, up.actions, up.rules, up.learned,
-                      self.clock())
+                      self.clock(), up.drop_reason)
         flow = self.megaflows.insert(flow)
         self.simple.add((key & _IN_PORT_MASK) >> IN_PORT_SHIFT, flow)
         return flow
 
     def transmit(self, outputs: dict[int, list]) -> None:
+        if self.taps:
+            for port_no, frames in outputs.items():
+                self.taps.tx(port_no, frames)
         for port_no, frames in outputs.items():
             port = self.ports.get(port_no)
             if port is None:
                 self.stats.n_tx_unknown_port += len(frames)
+                self.drops.add(port_no, D.OUTPUT_PORT_UNKNOWN, len(frames))
                 continue
-            sent = port.netdev.tx_burst(0, frames)
+            netdev = port.netdev
+            sent = netdev.tx_burst(0, frames)
             if sent < len(frames):
-                port.netdev.stats.tx_dropped += len(frames) - sent
+                netdev.stats.tx_dropped += len(frames) - sent
+                # The port knows why its last burst fell short.
+                self.drops.add(port_no, getattr(netdev, "tx_drop_reason", D.TX_QUEUE_FULL),
+                               len(frames) - sent)
 
     def poll_port(self, port_no: int, qid: int = 0) -> int:
         """Drain a non-PMD port's queue; returns the number of frames processed."""

@@ -14,6 +14,7 @@ import logging
 import time
 from typing import Callable
 
+from ovsd.dpif import drops as D
 from ovsd.dpif.datapath import Datapath, Upcall
 from ovsd.dpif.flow import DpFlow
 from ovsd.netdev.base import Netdev
@@ -94,7 +95,7 @@ class Backer:
         odp_in = (key & _IN_PORT_MASK) >> _IN_PORT_SHIFT
         owner = self._by_odp.get(odp_in)
         if owner is None:
-            return Upcall((), _IN_PORT_MASK)
+            return Upcall((), _IN_PORT_MASK, drop_reason=D.NO_OUTPUT)
         ofproto, ofport = owner
         flow = (key & ~_IN_PORT_MASK) | (ofport << _IN_PORT_SHIFT)
         result = xlate(ofproto, flow, packet_len=len(frame))
@@ -108,7 +109,7 @@ class Backer:
             for fact in learned:
                 self.on_learned(*fact)
         return Upcall(result.actions, result.mask & K.PACKET_MASK, tuple(result.rules),
-                      learned)
+                      learned, result.drop_reason)
 
     def translate(self, ofproto: Ofproto, flow: int, **kwargs) -> XlateResult:
         """xlate without side effects on counters (trace)."""

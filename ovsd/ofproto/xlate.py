@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from ovsd.dpif import drops as D
 from ovsd.dpif import odp_actions as odp
 from ovsd.ofproto import actions as A
 from ovsd.ofproto import fields as F
@@ -62,6 +63,8 @@ class XlateResult:
     mac_changed: bool = False
     n_userspace: int = 0
     learned: list = field(default_factory=list)  # (mac, vlan, port) NORMAL learned
+    #: Why the packet goes nowhere (a drops.* reason), None when it goes somewhere.
+    drop_reason: str | None = None
 
 
 def _get(key: int, name: str) -> int:
@@ -96,6 +99,7 @@ class Xlate:
         self.table_id = 0
         self.exit = False
         self.error: str | None = None
+        self.drop_reason: str | None = None  # the first place a path ended in a drop
         self.mac_changed = False
         self.n_userspace = 0
         self.learned: list = []
@@ -112,8 +116,18 @@ class Xlate:
         except XlateError as e:
             self.error = str(e)
             self.odp.clear()
+            self.drop_reason = D.RESUBMIT_LOOP
+        drop = None
+        if not any(a[0] == odp.OUTPUT or a[0] == odp.USERSPACE for a in self.odp):
+            drop = self.drop_reason or D.NO_OUTPUT
         return XlateResult(tuple(self.odp), self.wc, self.rules, self.flow, self.error,
-                           self.mac_changed, self.n_userspace, self.learned)
+                           self.mac_changed, self.n_userspace, self.learned, drop)
+
+    def _dropped(self, reason: str) -> None:
+        """A path through the pipeline ended without output, for ``reason``;
+        it names the packet's drop if no other path outputs it."""
+        if self.drop_reason is None:
+            self.drop_reason = reason
 
     # -- reporting --------------------------------------------------------------
 
@@ -167,6 +181,7 @@ class Xlate:
             self._trace = self._report(TABLE, f"{table_id:2d}. {text}").subs
         if rule is None:
             self._report(ACTION, "drop")
+            self._dropped(D.TABLE_MISS)
         else:
             self.rules.append(rule)
             if not top:
@@ -191,6 +206,7 @@ class Xlate:
     def _do_actions(self, actions) -> None:
         if not actions:
             self._report(ACTION, "drop")
+            self._dropped(D.DROP_ACTION)
             return
         for a in actions:
             if self.exit:
@@ -248,15 +264,18 @@ class Xlate:
             self._compose_output(port)
         else:
             self._report(WARN, "skipping output to input port")
+            self._dropped(D.OUTPUT_TO_INPUT_PORT)
 
     def _compose_output(self, ofport: int) -> None:
         port = self.ofproto.ports.get(ofport)
         if port is None:
             self._report(WARN, "Nonexistent output port")
+            self._dropped(D.OUTPUT_PORT_UNKNOWN)
             return
         odp_port = self._odp_port_of(port)
         if odp_port is None:
             self._report(WARN, "output port is not in the datapath (down?), skipping")
+            self._dropped(D.OUTPUT_PORT_DOWN)
             return
         self.wc = self.committer.commit(self.flow, self.inner_vlan, self.wc, self.odp)
         self.odp.append(odp.output(odp_port))
@@ -313,8 +332,10 @@ class Xlate:
             self._normal_flood(in_port, vlan)
         elif out == in_port:
             self._report(DETAIL, "learned port is input port, dropping")
+            self._dropped(D.OUTPUT_TO_INPUT_PORT)
         elif out not in self.ofproto.ports:
             self._report(WARN, "learned port is unknown, dropping")
+            self._dropped(D.OUTPUT_PORT_UNKNOWN)
         else:
             self._report(DETAIL, "forwarding to learned port")
             self._normal_output(out, vlan)
@@ -504,6 +525,7 @@ def _h_dec_ttl(x: Xlate, a: A.DecTtl):
         return None
     version = 4 if _get(x.flow, "dl_type") == ETH_TYPE_IP else 6
     x._report(WARN, f"IPv{version} decrement TTL exception")
+    x._dropped(D.TTL_EXPIRED)
     return False
 
 

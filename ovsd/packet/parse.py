@@ -162,7 +162,8 @@ def extract_key(frame, in_port: int = 0) -> int:
             if 20 <= doff and 20 + doff <= (frame[16] << 8 | frame[17]) <= n - 14:
                 return image & _TCP_IMAGE | port_bits
         return _extract(frame, n, image & _MACS_IMAGE) | port_bits
-    return _extract(frame, n, -1) | port_bits
+    # A runt's key has no input port, as in extract_keys.
+    return _extract(frame, n, -1) | port_bits if n >= 14 else 0
 
 
 def extract_keys(frames: Iterable, in_port: int = 0, *, _from_bytes=int.from_bytes,
@@ -195,7 +196,9 @@ def extract_keys(frames: Iterable, in_port: int = 0, *, _from_bytes=int.from_byt
                     continue
             append(_extract(frame, n, image & _macs_image) | port_bits)
         else:
-            append(_extract(frame, n, -1) | port_bits)
+            # A runt gets no input port: its key then matches no megaflow
+            # (every mask has in_port) and the datapath drops it at the upcall.
+            append(_extract(frame, n, -1) | port_bits if n >= 14 else 0)
     return keys
 
 

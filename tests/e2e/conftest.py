@@ -110,10 +110,11 @@ def _ip_checksum(header: bytes) -> int:
 
 def udp_frame(src: str = "02:00:00:00:00:01", dst: str = "ff:ff:ff:ff:ff:ff",
               nw_src: str = "10.0.0.1", nw_dst: str = "10.0.0.2", sport: int = 1234,
-              dport: int = 80, payload: bytes = b"ovsd-e2e", vlan: int | None = None) -> str:
+              dport: int = 80, payload: bytes = b"ovsd-e2e", vlan: int | None = None,
+              ttl: int = 64) -> str:
     """An Ethernet/IPv4/UDP frame (valid IP checksum, UDP checksum 0) as hex."""
     udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0x4000, 64, 17, 0,
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0x4000, ttl, 17, 0,
                      bytes(map(int, nw_src.split("."))), bytes(map(int, nw_dst.split("."))))
     ip = ip[:10] + struct.pack("!H", _ip_checksum(ip)) + ip[12:]
     tag = b"" if vlan is None else struct.pack("!HH", 0x8100, vlan)

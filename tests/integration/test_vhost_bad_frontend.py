@@ -197,5 +197,49 @@ def test_oversized_frame_is_dropped_and_counted_not_a_reset(daemon, good):
     good.wait_tx_done(1)
     wait_for(lambda: rx_dropped() == before + 1, "rx_dropped counted (PMDs report each "
              "second)")
+    assert drops(daemon, "vgood").get("oversized_frame", 0) >= 1
     assert vhost(daemon, "vgood")["state"] == "ready"
     check_good_port_forwards(daemon, good)
+
+
+def drops(d: Daemon, port: str) -> dict:
+    return json.loads(d.ofctl("--json", "drop-stats", port))["ports"].get(port, {})
+
+
+def test_guest_drop_reasons_are_counted(daemon, good):
+    before = drops(daemon, "vgood")
+    # A runt from the guest, and frames for a guest that posted no buffers.
+    good.tx.add_tx(bytes(10))
+    good.wait_tx_done(1)
+    for _ in range(2):
+        daemon.ofctl("inject", "br0", "sink", udp_frame(payload=b"no-buffers"))
+    want = {"runt_frame": 1, "guest_ring_full": 2}
+    wait_for(lambda: all(drops(daemon, "vgood").get(r, 0) - before.get(r, 0) == n
+                         for r, n in want.items()), f"drop-stats to show {want}")
+
+
+def test_a_broken_ring_is_counted_as_a_descriptor_error(daemon, good):
+    before = drops(daemon, "vbad").get("vhost_descriptor_error", 0)
+    with Frontend(daemon.rundir / "vbad") as bad:
+        bad.start()
+        wait_for(lambda: vhost(daemon, "vbad")["state"] == "ready", "vbad ready")
+        _desc_outside(bad)
+        assert_reset(daemon, bad, "buffer is outside guest memory")
+    wait_for(lambda: drops(daemon, "vbad").get("vhost_descriptor_error", 0) > before,
+             "vhost_descriptor_error counted")
+
+
+def test_capture_on_a_vhost_port_gives_exactly_what_the_guest_sent(daemon, good, tmp_path):
+    import subprocess
+    from scapy.utils import rdpcap
+    from tests.daemon import tool
+    out = tmp_path / "vgood.pcapng"
+    proc = subprocess.Popen(tool("ofctl") + ["--rundir", str(daemon.rundir), "capture",
+                                             "vgood", "--rx", "-c", "4", "-w", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # capture_start returned: the PMD has the tap
+    sent = [bytes.fromhex(udp_frame(payload=f"guest-{i}".encode())) for i in range(4)]
+    good.transmit(sent)
+    good.wait_tx_done(4)
+    assert proc.wait(timeout=20) == 0, proc.stderr.read()
+    assert [bytes(p) for p in rdpcap(str(out))] == sent

@@ -62,7 +62,8 @@ def steered_frames(draw):
 @given(st.one_of(st.binary(max_size=200), steered_frames()), st.integers(0, 0xFFFF))
 def test_never_raises_and_paths_agree(frame, port):
     k = extract_key(frame, port)
-    assert k == parse._extract(frame, len(frame), -1) | key.make(in_port=port)
+    runt = len(frame) < 14  # no input port: no megaflow matches it
+    assert k == (0 if runt else parse._extract(frame, len(frame), -1) | key.make(in_port=port))
     assert extract_keys([frame, memoryview(frame)], port) == [k, k]
     assert k & ~key.PACKET_MASK == 0
     header_offsets(frame)

@@ -34,6 +34,7 @@ import os
 import socket
 from dataclasses import dataclass, fields
 
+from ovsd.dpif import drops as D
 from ovsd.netdev.base import Netdev, NetdevError, NetdevStats
 from ovsd.netdev.linux_iface import KernelIface
 from ovsd.netdev.afpacket.ring import (RxRing, if_mtu, open_rx_socket,
@@ -195,6 +196,18 @@ class SystemNetdev(KernelIface, Netdev):
             self._txq = TxQueue(self.ifindex, frames=self._config.tx_ring_frames,
                                 mtu=self.mtu)
         return self._txq
+
+    def drop_counts(self) -> dict[str, int]:
+        """Drops the kernel and the rings counted for this port, by reason."""
+        for sock in self._socks:
+            self._ring_drops += rx_ring_drops(sock)
+        return {D.RX_RING_OVERRUN: self._ring_drops,
+                D.OVERSIZED_FRAME: self._truncated + sum(q.truncated
+                                                         for q in self._rxqs.values())}
+
+    @property
+    def tx_drop_reason(self) -> str:
+        return self._txq.tx_drop_reason if self._txq is not None else D.OUTPUT_PORT_DOWN
 
     def rx_burst(self, qid: int, max_frames: int = 32) -> list:
         q = self._rxqs.get(qid) or self.rxq(qid)

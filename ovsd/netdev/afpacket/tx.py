@@ -24,6 +24,7 @@ from __future__ import annotations
 import errno
 import socket
 
+from ovsd.dpif import drops as D
 from ovsd.netdev.base import NetdevError
 from ovsd.netdev.afpacket.ring import (ETH_HLEN, TP_STATUS_SEND_REQUEST, V2_TX_DATA_OFFSET,
                                        V2_TX_HDR, VLAN_HLEN, VNET_HDR_LEN, TxRing, if_index,
@@ -80,6 +81,8 @@ class TxQueue:
         self.dropped_full = 0
         self.dropped_size = 0
         self.dropped_down = 0
+        #: Why the last burst fell short (the datapath counts the drops).
+        self.tx_drop_reason = D.TX_QUEUE_FULL
         #: send() failures other than "link down" or "send buffer full".
         self.send_errors = 0
         self.last_error = ""
@@ -125,8 +128,10 @@ class TxQueue:
         self._off = off
         if bad:
             self.dropped_size += bad
+            self.tx_drop_reason = D.MTU_EXCEEDED
         if full:
             self.dropped_full += len(frames) - n - bad
+            self.tx_drop_reason = D.TX_QUEUE_FULL
         if n or self._unsent:
             n = self._send(first, n)
         self.sent += n
@@ -155,6 +160,7 @@ class TxQueue:
             # slots back so that our position and the kernel's stay together.
             self._reclaim(first, n)
             self.dropped_down += n
+            self.tx_drop_reason = D.OUTPUT_PORT_DOWN
             return 0
         # When the send buffer fills up midway, the kernel returns what it sent
         # so far and leaves the rest queued: flush() pushes it later.

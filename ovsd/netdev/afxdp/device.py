@@ -33,6 +33,7 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
+from ovsd.dpif import drops as D
 from ovsd.netdev.afxdp import bpf, leftovers
 from ovsd.netdev.afxdp.xsk import XskSocket
 from ovsd.netdev.base import Netdev, NetdevError, NetdevStats
@@ -94,6 +95,7 @@ class AfxdpNetdev(KernelIface, Netdev):
     type = "afxdp"
     pmd_polled = True
     pmd_counted = True
+    tx_drop_reason = D.OUTPUT_PORT_DOWN  # see tx_burst: only PMDs hold the rings
 
     def __init__(self, name: str, options: dict[str, str]):
         super().__init__(name, options)
@@ -314,6 +316,12 @@ class AfxdpNetdev(KernelIface, Netdev):
         return {"rx_dropped": s.get("rx_dropped", 0) + s.get("rx_ring_full", 0),
                 "rx_errors": s.get("rx_invalid_descs", 0),
                 "tx_errors": s.get("tx_invalid_descs", 0)}
+
+    def drop_counts(self) -> dict[str, int]:
+        """Frames the kernel could not put on our rx rings (ring full, no
+        free frame), by reason."""
+        self.stats  # brings _seen up to date
+        return {D.RX_RING_OVERRUN: self._seen["rx_dropped"]}
 
     @property
     def stats(self) -> NetdevStats:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 
+from ovsd.dpif import drops as D
 from ovsd.netdev.afxdp.xsk import XskQueue
 from ovsd.netdev.base import NetdevStats
 
@@ -61,8 +62,10 @@ class AfxdpTx:
         self.stats = NetdevStats()  # the datapath's view; the counts are below
         self.tx_dropped = 0
         self._seen = (0, 0)
+        self.tx_drop_reason = D.TX_QUEUE_FULL
 
     def tx_burst(self, qid: int, frames: list) -> int:
+        oversize = self.xsk.tx_oversize
         lock = self._lock_fd
         if lock is None:
             sent = self.xsk.tx_burst(frames)
@@ -74,6 +77,8 @@ class AfxdpTx:
                 fcntl.lockf(lock, fcntl.LOCK_UN, 1, _TX_LOCK_BYTE)
         if sent < len(frames):
             self.tx_dropped += len(frames) - sent
+            self.tx_drop_reason = (D.MTU_EXCEEDED if self.xsk.tx_oversize != oversize
+                                   else D.TX_QUEUE_FULL)
         return sent
 
     def flush(self) -> None:
@@ -96,6 +101,8 @@ class AfxdpTx:
 class DroppingTx:
     """A port this PMD was given no socket for (the port has none open): its
     frames are dropped and counted."""
+
+    tx_drop_reason = D.OUTPUT_PORT_DOWN
 
     def __init__(self) -> None:
         self.stats = NetdevStats()

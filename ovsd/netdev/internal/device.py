@@ -16,6 +16,7 @@ import fcntl
 import os
 import struct
 
+from ovsd.dpif import drops as D
 from ovsd.netdev.base import Netdev, NetdevError
 
 TUNSETIFF = 0x400454CA
@@ -78,9 +79,11 @@ class InternalNetdev(Netdev):
         for frame in frames:
             try:
                 os.write(self._fd, frame)
-            except OSError:
+            except OSError as e:
                 # Full, or EIO while the host has the interface down: the
                 # frame is lost, as on a wire nobody listens to.
+                self.tx_drop_reason = (D.TX_QUEUE_FULL if e.errno == errno.EAGAIN
+                                       else D.OUTPUT_PORT_DOWN)
                 continue
             sent += 1
             self.stats.tx_bytes += len(frame)

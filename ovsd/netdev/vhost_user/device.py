@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
+from ovsd.dpif import drops as D
 from ovsd.netdev.base import Netdev, NetdevError
 from ovsd.netdev.vhost_user.protocol import (FEATURE_NAMES, PROTOCOL_NAMES, Decoder, F,
                                              Message, ProtocolError, Session, feature_names,
@@ -55,6 +56,9 @@ class Hooks:
 class VhostUserNetdev(Netdev):
     pmd_polled = True
     pmd_counted = True
+    # Only PMDs write the rings: the control process falls short only when the
+    # port cannot take frames at all.
+    tx_drop_reason = D.OUTPUT_PORT_DOWN
 
     def __init__(self, name: str, options: dict[str, str], *, client: bool):
         super().__init__(name, options)

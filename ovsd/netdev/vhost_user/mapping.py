@@ -18,8 +18,10 @@ import fcntl
 import logging
 import mmap
 import os
+from collections import Counter
 from typing import Callable
 
+from ovsd.dpif import drops as D
 from ovsd.netdev.vhost_user.memory import GuestMemory, GuestMemoryError, Region
 from ovsd.netdev.vhost_user.vring import RingCounters, SplitVring, VringError
 
@@ -50,6 +52,10 @@ class VhostMapping:
         # Counted here, reported to the control process as deltas.
         self.rx_packets = self.rx_bytes = self.rx_dropped = 0
         self.tx_packets = self.tx_bytes = self.tx_dropped = 0
+        #: Drops by reason since the last report (the PMD's drop-stats).
+        self.drops: Counter = Counter()
+        #: Why the last transmit burst fell short (the datapath counts it).
+        self.tx_drop_reason = D.GUEST_RING_FULL
 
     def update(self, info: dict, fds: list[int], tx_rank: int, tx_n: int) -> None:
         """Take the port's state from the control process (vhost_info())."""
@@ -106,6 +112,7 @@ class VhostMapping:
         the control process, which resets the connection."""
         self._drop_rings()
         self.tx_ring = None
+        self.drops[D.VHOST_DESCRIPTOR_ERROR] += 1
         if not self.failed:
             self.failed = True
             self.on_error(self.odp_port, f"guest error on port {self.name}: {reason}")
@@ -128,6 +135,7 @@ class VhostMapping:
         ring = self.tx_ring
         if ring is None:
             self.tx_dropped += len(frames)
+            self.tx_drop_reason = D.OUTPUT_PORT_DOWN
             return 0
         lock = self.tx_lock
         try:
@@ -142,6 +150,7 @@ class VhostMapping:
         except VringError as e:
             self.fail(str(e))
             self.tx_dropped += len(frames)
+            self.tx_drop_reason = D.VHOST_DESCRIPTOR_ERROR
             return 0
         if sent:
             self.tx_packets += sent
@@ -149,6 +158,7 @@ class VhostMapping:
                 else sum(map(len, frames))
         if sent < len(frames):
             self.tx_dropped += len(frames) - sent
+            self.tx_drop_reason = D.GUEST_RING_FULL
         return sent
 
     def take_stats(self) -> list[int] | None:

@@ -3,6 +3,7 @@ pair's TX ring (ring 2*qid+1), polled by the PMD that owns the queue."""
 
 from __future__ import annotations
 
+from ovsd.dpif.drops import OVERSIZED_FRAME
 from ovsd.netdev.vhost_user.mapping import VhostMapping
 from ovsd.netdev.vhost_user.vring import VringError
 
@@ -28,6 +29,7 @@ class VhostRxQueue:
             m.rx_bytes += sum(map(len, frames))
         if ring.dropped_oversize:  # frames longer than any Ethernet frame we carry
             m.rx_dropped += ring.dropped_oversize
+            m.drops[OVERSIZED_FRAME] += ring.dropped_oversize
             ring.dropped_oversize = 0
         return frames
 

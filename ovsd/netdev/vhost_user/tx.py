@@ -15,5 +15,9 @@ class VhostTx:
     def tx_burst(self, qid: int, frames: list) -> int:
         return self.mapping.tx_burst(frames)
 
+    @property
+    def tx_drop_reason(self) -> str:
+        return self.mapping.tx_drop_reason
+
     def close(self) -> None:
         pass  # the PMD closes the mapping when the port goes
