@@ -336,6 +336,29 @@ def pmd_stats_show(c: Ctx):
     c.emit(r, r["text"])
 
 
+@cli.command("drop-stats")
+@click.argument("target", required=False)
+@click.option("--all", "show_all", is_flag=True, help="also the reasons with no drops")
+@click.option("--watch", is_flag=True, help="print again every --interval seconds")
+@click.option("--interval", type=float, default=1.0, show_default=True)
+@click.option("--count", type=int, default=0, help="with --watch: stop after COUNT prints")
+@click.pass_obj
+def drop_stats(c: Ctx, target, show_all, watch, interval, count):
+    """Packets dropped and why, in total and per port (of bridge or port TARGET)."""
+    import time
+    printed = 0
+    while True:
+        params = {"all": show_all} if target is None else {"target": target, "all": show_all}
+        r = c.call("drop_stats", **params)
+        if watch and not c.as_json:
+            click.echo(time.strftime("%H:%M:%S"))
+        c.emit(r, r["text"])
+        printed += 1
+        if not watch or (count and printed >= count):
+            return
+        time.sleep(interval)
+
+
 @cli.command("pmd-stats-clear")
 @click.pass_obj
 def pmd_stats_clear(c: Ctx):
@@ -357,6 +380,66 @@ def dump_dp_flows(c: Ctx):
     """The datapath's cached flows (megaflows) with their masks and counters."""
     r = c.call("dump_dp_flows")
     c.emit(r, r["text"])
+
+
+@cli.command("capture")
+@click.argument("port")
+@click.option("--rx", "direction", flag_value="rx", help="only what PORT receives")
+@click.option("--tx", "direction", flag_value="tx", help="only what PORT sends")
+@click.option("--both", "direction", flag_value="both", default=True,
+              help="both directions (the default)")
+@click.option("-c", "count", type=int, default=0, help="stop after COUNT packets")
+@click.option("-w", "write", default="-", show_default=True,
+              help="pcapng file to write; - for stdout (pipe it to tshark -r -)")
+@click.option("--filter", "match", help="only packets matching this ovs-ofctl match")
+@click.option("--duration", type=float, default=0.0, help="stop after this many seconds")
+@click.pass_obj
+def capture(c: Ctx, port, direction, count, write, match, duration):
+    """Stream the packets PORT receives and/or sends, taken in the datapath (so
+    vhost-user and afxdp ports too), as pcapng; dropped ones carry the reason."""
+    import time
+    from ofctl.pcapng import PcapngWriter
+    params = {"port": port, "direction": direction}
+    if match:
+        params["filter"] = match
+    sid = c.call("capture_start", **params)["id"]
+    out = sys.stdout.buffer if write == "-" else open(write, "wb")
+    writer = PcapngWriter(out, port)
+    got = 0
+    end = time.monotonic() + duration if duration else None
+    try:
+        while not count or got < count:
+            r = c.call("capture_read", id=sid, max=(count - got) if count else 1000)
+            for p in r["packets"]:
+                writer.write(p["time"], bytes.fromhex(p["frame"]), p["dir"], p["drop"])
+            got += len(r["packets"])
+            if end is not None and time.monotonic() >= end:
+                break
+            if not r["packets"]:
+                time.sleep(0.05)
+    except (KeyboardInterrupt, BrokenPipeError):
+        pass
+    finally:
+        try:
+            totals = c.call("capture_stop", id=sid)
+            click.echo(f"ofctl: {port}: {got} packets captured, {totals['lost']} lost by the "
+                       "capture", err=True)
+        except OfctlError:
+            pass
+        if out is not sys.stdout.buffer:
+            out.close()
+
+
+@cli.command("doctor")
+@click.pass_obj
+def doctor(c: Ctx):
+    """Check the host for what ovsd needs; each problem comes with its fix. Exit 1 on FAIL."""
+    from ofctl import doctor as doc
+    checks = doc.run_checks(c.rundir, timeout=min(c.client.timeout, 10.0))
+    click.echo(doc.as_json(checks, c.rundir) if c.as_json else doc.format_text(checks),
+               nl=c.as_json)
+    if doc.worst(checks) == doc.FAIL:
+        sys.exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,6 +22,7 @@ from ovsd.dpif import perf
 from ovsd.dpif.emc import DEFAULT_INSERT_INV_PROB
 from ovsd.db.store import Database, DatabaseError, DatabaseLoadError, DatabaseLockedError
 from ovsd.netdev.base import Netdev, NetdevError
+from ovsd.capture import Captures
 from ovsd.netdev.registry import iface_types, open_netdev, set_run_dir
 from ovsd.ofproto.backer import Backer
 from ovsd.ofproto.fields import OFPP_LOCAL, OFPP_MAX, FlowSyntaxError
@@ -88,6 +89,7 @@ class Switch:
         self._server = None
         self.started = time.time()
         self.pmds = PmdManager(self)
+        self.captures = Captures(self)
         self._settle_lock = asyncio.Lock()
         self.pmd_error: str | None = None
         self.main_baseline = perf.new_counters()
@@ -356,6 +358,7 @@ class Switch:
     def _close_iface(self, iface: Iface, reason: str | None = None) -> None:
         """Take the device out of the datapath and close it; the port stays
         configured (and reports ``reason`` as its error) until deleted."""
+        self.captures.port_gone(iface.name)
         ofproto = self.backer.bridges.get(iface.bridge)
         port = ofproto.ports.get(iface.ofport) if ofproto else None
         if port is not None:
@@ -472,6 +475,8 @@ class Switch:
         await self._server.start()
         self._tasks = [asyncio.create_task(self._periodic(EXPIRY_INTERVAL, self.expire)),
                        asyncio.create_task(self._periodic(EXPIRY_INTERVAL, self.check_ports)),
+                       asyncio.create_task(self._periodic(EXPIRY_INTERVAL,
+                                                          self.captures.expire)),
                        asyncio.create_task(self._periodic(STATS_INTERVAL, self.write_stats))]
 
     # -- PMDs --------------------------------------------------------------------------

@@ -8,9 +8,10 @@ set -euo pipefail
 # Interop tests: dpdk-testpmd (dpdk-dev) as virtio-user frontend and vhost back-end,
 # QEMU for the test guest, busybox-static and cpio for the guest's initramfs;
 # openvswitch-common for OVS's own schema, which the database tests compare with;
-# openvswitch-switch for the real ovs-vsctl, which the OVSDB tests drive ovsd with.
+# openvswitch-switch for the real ovs-vsctl, which the OVSDB tests drive ovsd with;
+# tshark to read what `ofctl capture` writes.
 want=(iproute2 iputils-ping ethtool netsniff-ng dpdk-dev qemu-system-x86 busybox-static cpio
-      openvswitch-common openvswitch-switch)
+      openvswitch-common openvswitch-switch tshark)
 case "${1:-}" in
     python) want=(python3 python3-venv python3-pip) ;;
     # make bench runs real OVS beside ovsd: the kernel-datapath build and the DPDK build.
@@ -31,6 +32,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
     apt-get update -qq
     updated=1
+    # tshark (the capture tests read ofctl's pcapng with it): no setuid dumpcap question.
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 [ "${1:-}" = python ] && exit 0

@@ -569,12 +569,26 @@ async def dump_dp_flows(switch: "Switch") -> dict:
     return {"datapaths": sections, "text": "".join(text)}
 
 
+def drop_stats(switch: "Switch", target: str | None = None, all: bool = False) -> dict:
+    """Packets dropped, by reason: in total and per port, for every port, the
+    ports of bridge ``target`` or the port ``target``."""
+    from ovsd.rpc import drop_stats as DS
+    ports = DS.ports_of(switch, target)
+    if ports is None:
+        raise RpcError(E_NOT_FOUND, f"no bridge or port named {target}")
+    return DS.report(DS.drop_counts(switch), ports, all)
+
+
+from ovsd.rpc.capture import capture_read, capture_start, capture_stop  # noqa: E402
+
+
 # Methods after which PMDs must have every change before the caller hears back.
 _CHANGES = {"add_br", "del_br", "add_port", "del_port", "db_set", "db_remove", "db_clear",
-            "add_flow", "add_flows", "mod_flows", "del_flows", "fdb_flush", "inject"}
+            "add_flow", "add_flows", "mod_flows", "del_flows", "fdb_flush", "inject",
+            "capture_start", "capture_stop"}
 # Methods that report counters PMDs keep: ask them first.
 _READS_STATS = {"dump_flows", "show", "list_ports", "fdb_show", "pmd_stats_show",
-                "pmd_rxq_show", "vhost_show"}
+                "pmd_rxq_show", "vhost_show", "drop_stats"}
 
 
 def build_methods(switch: "Switch") -> dict:
@@ -610,7 +624,9 @@ def build_methods(switch: "Switch") -> dict:
         "trace": trace, "fdb_show": fdb_show, "fdb_flush": fdb_flush, "inject": inject,
         "pmd_stats_show": pmd_stats_show, "pmd_stats_clear": pmd_stats_clear,
         "pmd_rxq_show": pmd_rxq_show, "dump_dp_flows": dump_dp_flows,
-        "vhost_show": vhost_show, "version": version,
+        "vhost_show": vhost_show, "drop_stats": drop_stats, "version": version,
+        "capture_start": capture_start, "capture_read": capture_read,
+        "capture_stop": capture_stop,
     }
     return {name: bind(name, fn) for name, fn in table.items()}
 

@@ -103,7 +103,8 @@ def normalize(line: str):
 
     def walk(o):
         if isinstance(o, dict):
-            return {k: (0 if k in ("duration", "age") else walk(v)) for k, v in o.items()}
+            return {k: (0 if k in ("duration", "age", "time") else walk(v))
+                    for k, v in o.items()}
         if isinstance(o, list):
             return [walk(x) for x in o]
         if isinstance(o, str):
