@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from ovsd.config import LOG_LEVELS, Config, ConfigError, load_config
+from ovsd.metrics import address_arg as metrics_address
 
 log = logging.getLogger("ovsd")
 
@@ -41,6 +42,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ovsdb-tcp", type=int, metavar="PORT",
                    help="also serve OVSDB on 127.0.0.1:PORT (ptcp:PORT:127.0.0.1); "
                    "RUNDIR/db.sock is always served")
+    p.add_argument("--metrics", type=metrics_address, metavar="[ADDR:]PORT",
+                   help="serve Prometheus metrics at http://ADDR:PORT/metrics (ADDR: "
+                   "an IP address, default 127.0.0.1; PORT 0: any free port, logged)")
     return p.parse_args(argv)
 
 
@@ -108,7 +112,8 @@ class PidFile:
             self._fd = None
 
 
-async def serve(cfg: Config, ovsdb_tcp: int | None = None) -> None:
+async def serve(cfg: Config, ovsdb_tcp: int | None = None,
+                metrics_addr: tuple[str, int] | None = None) -> None:
     from ovsd import switch as switch_mod
     from ovsd.ovsdb.server import start_for_switch
 
@@ -121,6 +126,7 @@ async def serve(cfg: Config, ovsdb_tcp: int | None = None) -> None:
     except switch_mod.StartupError as e:
         raise StartupError(str(e)) from None
     ovsdb = None
+    metrics = None
     try:
         sock_path = os.path.join(cfg.rundir, SOCKET_NAME)
         try:
@@ -132,10 +138,20 @@ async def serve(cfg: Config, ovsdb_tcp: int | None = None) -> None:
         except OSError as e:
             raise StartupError(f"cannot serve OVSDB in {cfg.rundir} (or on TCP port "
                                f"{ovsdb_tcp}): {e.strerror or e}") from None
+        if metrics_addr is not None:
+            from ovsd.metrics import format_address, start_metrics
+            try:
+                metrics = await start_metrics(switch, *metrics_addr)
+            except OSError as e:
+                raise StartupError(f"cannot serve metrics on "
+                                   f"{format_address(*metrics_addr)}: {e.strerror or e}; "
+                                   "choose another --metrics address or port") from None
         log.info("ovsd ready: rundir %s, database %s", cfg.rundir, cfg.db_path)
         await stop.wait()
         log.info("stopping")
     finally:
+        if metrics is not None:
+            await metrics.close()
         if ovsdb is not None:
             await ovsdb.close()
         await switch.close()
@@ -156,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"ovsd: {e}", file=sys.stderr)
         sys.exit(1)
     try:
-        asyncio.run(serve(cfg, args.ovsdb_tcp))
+        asyncio.run(serve(cfg, args.ovsdb_tcp, args.metrics))
     except StartupError as e:
         log.error("%s", e)
         sys.exit(1)
