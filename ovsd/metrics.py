@@ -120,7 +120,20 @@ class SwitchCollector:
     def collect(self) -> Iterator[Metric]:
         yield from self._daemon()
         yield from self._ports()
+        yield from self._drops()
         yield from self._pmds()
+
+    def _drops(self) -> Iterator[Metric]:
+        """Packets dropped per port and reason, as `ofctl drop-stats` counts them."""
+        from ovsd.rpc.drop_stats import drop_counts
+        fam = CounterMetricFamily("ovsd_port_drops", "Packets dropped, by port and reason "
+                                  "(see `ofctl drop-stats --all` for what each means)",
+                                  labels=["bridge", "port", "reason"])
+        counts = drop_counts(self.switch)
+        for name, iface in sorted(self.switch.ifaces.items()):
+            for reason, n in sorted(counts.get(name, {}).items()):
+                fam.add_metric([iface.bridge, name, reason], n)
+        yield fam
 
     def _daemon(self) -> Iterator[Metric]:
         from ovsd.switch import VERSION

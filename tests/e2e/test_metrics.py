@@ -129,7 +129,19 @@ def test_dummy_ports_match_show_and_pmd_stats(served):
     assert m[("ovsd_info", labels(version=version))] == 1
     assert m[("ovsd_bridges", labels())] == 1
     assert m[("ovsd_bridge_ports", labels(bridge=BRIDGE))] == 4  # with its LOCAL port
-    assert m[("ovsd_bridge_flows", labels(bridge=BRIDGE))] == show(d)["n_flows"] == 2
+    assert m[("ovsd_bridge_flows", labels(bridge=BRIDGE))] == 2
+
+    # Drops, by reason, as drop-stats counts them.
+    d.ofctl("add-flow", BRIDGE, "priority=50000,udp,tp_dst=9,actions=drop")
+    d.ofctl("inject", BRIDGE, "p3", udp_frame())  # no flow for in_port=3
+    d.ofctl("inject", BRIDGE, "p1", udp_frame(dport=9))
+    m = scrape(port)
+    drops = json.loads(d.ofctl("--json", "drop-stats"))["ports"]
+    assert drops == {"p3": {"table_miss": 1}, "p1": {"drop_action": 1}}
+    assert m[("ovsd_port_drops_total", labels(bridge=BRIDGE, port="p3",
+                                              reason="table_miss"))] == 1
+    assert m[("ovsd_port_drops_total", labels(bridge=BRIDGE, port="p1",
+                                              reason="drop_action"))] == 1
 
     main = next(e for e in pmd_stats(d) if e["pmd_id"] is None)
     ml = labels(pmd="main", core="")
@@ -138,7 +150,7 @@ def test_dummy_ports_match_show_and_pmd_stats(served):
                       ("simple_hits", "simple_match_hits"), ("upcalls", "upcalls"),
                       ("lost", "lost")):
         assert m[(f"ovsd_pmd_{name}_total", ml)] == main[key], key
-    assert main["packets"] == 7
+    assert main["packets"] == 9
     dp_flows = json.loads(d.ofctl("--json", "dump-dp-flows"))["datapaths"]
     main_flows = next(s for s in dp_flows if s["pmd_id"] is None)["flows"]
     assert m[("ovsd_pmd_megaflows", ml)] == len(main_flows) >= 1
