@@ -118,11 +118,13 @@ def pmd_figures(pmd: dict) -> dict:
 
 
 class Ovsd:
-    """ovsd with the veths as ``port_type`` ports (system: AF_PACKET; afxdp)."""
+    """ovsd with the veths as ``port_type`` ports (system: AF_PACKET; afxdp);
+    with ``capturing``, an `ofctl capture` of the input port runs throughout."""
     name = "ovsd"
 
-    def __init__(self, port_type: str = "system", options: tuple[str, ...] = ()):
-        self.port_type, self.options = port_type, options
+    def __init__(self, port_type: str = "system", options: tuple[str, ...] = (),
+                 capturing: bool = False):
+        self.port_type, self.options, self.capturing = port_type, options, capturing
 
     @staticmethod
     def missing() -> str | None:
@@ -141,6 +143,7 @@ class Ovsd:
                                 start_new_session=True)
         handle = OvsdHandle(rundir, bridge)
         pmds: list[int] = []
+        capture: subprocess.Popen | None = None
         try:
             deadline = time.monotonic() + START_TIMEOUT
             while not (rundir / "ovsd.sock").exists():
@@ -156,9 +159,16 @@ class Ovsd:
             handle.ofctl("del-flows", bridge)
             handle.ofctl("add-flows", bridge, str(write_flows(rundir, flows)))
             pmds = descendants(proc.pid)
+            if self.capturing:
+                capture = subprocess.Popen(
+                    [str(BIN / "ofctl"), "--rundir", str(rundir), "capture", topo.in_if,
+                     "--rx", "-w", os.devnull], stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL, stderr=log)
             yield handle
         finally:
             with signals_deferred():
+                if capture is not None:
+                    stop_pids([capture.pid], signal.SIGINT, timeout=10.0, reap=capture)
                 pmds = sorted(set(pmds) | set(descendants(proc.pid)))
                 stop_pids([proc.pid], signal.SIGTERM, timeout=15.0, reap=proc)
                 # PMDs whose daemon had to be killed must not stay behind.

@@ -373,7 +373,8 @@ def run_p2p() -> None:
         traffic = p2p_traffic()
         return [Entry("ovsd", Ovsd(), traffic, P2P_FLOWS),
                 Entry("OVS netdev", OvsNetdev(), traffic, P2P_FLOWS),
-                Entry("bare forwarder", Bare(), traffic, P2P_FLOWS)]
+                Entry("bare forwarder", Bare(), traffic, P2P_FLOWS),
+                Entry("ovsd capturing", Ovsd(capturing=True), traffic, P2P_FLOWS)]
     results = _run_scenario(
         f"scenario afpacket-p2p: 64-byte UDP frames, 1 flow, trafgen (core {GEN_CPU}) -> veth "
         f"-> switch (core {SWITCH_CPU}, in_port=1,actions=output:2) -> veth -> sink; "
@@ -381,7 +382,8 @@ def run_p2p() -> None:
         entries)
     if results is None:
         return
-    print_ratios(results, [("ovsd", "OVS netdev"), ("ovsd", "bare forwarder")])
+    print_ratios(results, [("ovsd", "OVS netdev"), ("ovsd", "bare forwarder"),
+                           ("ovsd capturing", "ovsd")])
     print_where_time_goes(results)
 
 

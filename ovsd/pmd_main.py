@@ -29,6 +29,8 @@ from ovsd.dpif.odp_actions import format_actions
 log = logging.getLogger("ovsd.pmd")
 
 REPORT_EVERY_HOUSEKEEPING = 1  # stats go up once a second
+# Captured bytes per message, well under the channel's message limit.
+CAPTURE_CHUNK_BYTES = 100_000
 
 
 class _ControlTx:
@@ -85,6 +87,7 @@ class Replica:
         self._learned: dict[tuple[str, int, int], int] = {}
         self.backer.on_learned = self._note_learned
         self.vhost: dict = {}  # odp -> VhostMapping, for vhost-user ports
+        self._capture_lost: dict[int, int] = {}  # tap id -> packets not sent up
 
     def send(self, msg: dict) -> None:
         self.channel.send(msg)
@@ -184,6 +187,21 @@ class Replica:
 
     def _on_taps(self, msg: dict, fds) -> None:
         self.dp.taps.set(msg["taps"])
+        self._capture_lost = {}
+
+    def _send_captured(self) -> None:
+        """What the taps copied, in messages that fit the channel, sent only if
+        the channel has room: otherwise the packets count as lost (reported
+        with the next message that goes)."""
+        lost = self._capture_lost
+        for tap_id, packets, n_lost in self.dp.taps.drain():
+            lost[tap_id] = lost.get(tap_id, 0) + n_lost
+            for chunk in _chunks(packets):
+                msg = {"t": "captured", "taps": [[tap_id, chunk, lost.get(tap_id, 0)]]}
+                if self.channel.try_send(msg):
+                    lost[tap_id] = 0
+                else:
+                    lost[tap_id] = lost.get(tap_id, 0) + len(chunk)
 
     def _on_tx_out(self, msg: dict, fds) -> None:
         if msg["odp"] in self.dp.ports:
@@ -277,9 +295,7 @@ class Replica:
             self._learned.clear()
             self.send({"t": "learned", "learned": learned})
         if self.dp.taps:
-            captured = self.dp.taps.drain()
-            if captured:
-                self.send({"t": "captured", "taps": captured})
+            self._send_captured()
 
     def report(self) -> None:
         """Rule counters, learned MACs and this PMD's counters, to the control process."""
@@ -327,6 +343,20 @@ class Replica:
         for odp, port in self.dp.ports.items():
             add(odp, getattr(port.netdev, "take_stats", None))
         return [[odp, *delta] for odp, delta in totals.items()]
+
+
+def _chunks(packets: list) -> list[list]:
+    """Captured packets in groups that fit one channel message (at least one
+    group, so a loss-only report goes too)."""
+    out, group, size = [], [], 0
+    for p in packets:
+        if group and size + len(p[2]) > CAPTURE_CHUNK_BYTES:
+            out.append(group)
+            group, size = [], 0
+        group.append(p)
+        size += len(p[2]) + 64
+    out.append(group)
+    return out
 
 
 def _flow_dict(f: DpFlow, now: float) -> dict:

@@ -20,6 +20,11 @@ RX, TX = "rx", "tx"
 #: Frames a tap holds between drains; past that, it counts instead of copying.
 TAP_BUFFER = 4096
 SNAPLEN = 65535
+#: Frames a tap copies per second at most: the copies travel to the control
+#: process and on to ofctl as JSON, which takes far longer than forwarding,
+#: so past this the tap counts losses instead of slowing the PMD.
+RATE = 20_000
+_WINDOW = 0.1
 
 
 @dataclass
@@ -32,21 +37,28 @@ class Tap:
     mask: int = 0
     packets: list = field(default_factory=list)  # (time, dir, frame, drop reason)
     lost: int = 0
+    _window_end: float = 0.0
+    _budget: int = 0
 
     @classmethod
     def from_dict(cls, d: dict) -> "Tap":
         return cls(d["id"], d["odp"], d["rx"], d["tx"], d.get("value", 0), d.get("mask", 0))
 
     def see(self, frames: list, direction: str, reason: str | None = None) -> None:
-        room = TAP_BUFFER - len(self.packets)
         if self.mask:
             frames = [f for f, k in zip(frames, extract_keys(frames))
                       if k & self.mask == self.value]
+        now = time.monotonic()
+        if now >= self._window_end:
+            self._window_end = now + _WINDOW
+            self._budget = int(RATE * _WINDOW)
+        room = max(min(TAP_BUFFER - len(self.packets), self._budget), 0)
         if len(frames) > room:
-            self.lost += len(frames) - max(room, 0)
-            frames = frames[:max(room, 0)]
-        now = time.time()
-        self.packets.extend((now, direction, bytes(f[:SNAPLEN]), reason) for f in frames)
+            self.lost += len(frames) - room
+            frames = frames[:room]
+        self._budget -= len(frames)
+        stamp = time.time()
+        self.packets.extend((stamp, direction, bytes(f[:SNAPLEN]), reason) for f in frames)
 
     def take(self) -> tuple[list, int]:
         packets, lost = self.packets, self.lost

@@ -53,6 +53,20 @@ class Channel:
         except (BrokenPipeError, ConnectionResetError) as e:
             raise ChannelClosed(str(e)) from None
 
+    def try_send(self, msg: dict) -> bool:
+        """Send unless the socket buffer is full (then False, nothing sent): for
+        what may be dropped rather than make a PMD wait (captured packets)."""
+        data = msgpack.packb(msg, use_bin_type=True)
+        if len(data) > MAX_MSG:
+            raise ValueError(f"channel message of {len(data)} bytes is over {MAX_MSG}")
+        try:
+            self.sock.send(data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        except (BrokenPipeError, ConnectionResetError) as e:
+            raise ChannelClosed(str(e)) from None
+        return True
+
     def recv(self, block: bool = True) -> tuple[dict, list[int]] | None:
         """One message and its fds; None when non-blocking and nothing is there."""
         flags = 0 if block else socket.MSG_DONTWAIT
