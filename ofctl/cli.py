@@ -175,6 +175,15 @@ def vhost_show(c: Ctx, port):
     c.emit(r, r["text"])
 
 
+@cli.command("port-status")
+@click.argument("port")
+@click.pass_obj
+def port_status(c: Ctx, port):
+    """Whether PORT forwards, why not, and what to do; then its facts."""
+    r = c.call("port_status", port=port)
+    c.emit(r, r["text"])
+
+
 # -- the database (ovs-vsctl's generic verbs) -------------------------------
 
 @cli.command("set")

@@ -580,6 +580,7 @@ def drop_stats(switch: "Switch", target: str | None = None, all: bool = False) -
 
 
 from ovsd.rpc.capture import capture_read, capture_start, capture_stop  # noqa: E402
+from ovsd.rpc.port_status import port_status  # noqa: E402
 
 
 # Methods after which PMDs must have every change before the caller hears back.
@@ -588,7 +589,7 @@ _CHANGES = {"add_br", "del_br", "add_port", "del_port", "db_set", "db_remove", "
             "capture_start", "capture_stop"}
 # Methods that report counters PMDs keep: ask them first.
 _READS_STATS = {"dump_flows", "show", "list_ports", "fdb_show", "pmd_stats_show",
-                "pmd_rxq_show", "vhost_show", "drop_stats"}
+                "pmd_rxq_show", "vhost_show", "drop_stats", "port_status"}
 
 
 def build_methods(switch: "Switch") -> dict:
@@ -625,6 +626,7 @@ def build_methods(switch: "Switch") -> dict:
         "pmd_stats_show": pmd_stats_show, "pmd_stats_clear": pmd_stats_clear,
         "pmd_rxq_show": pmd_rxq_show, "dump_dp_flows": dump_dp_flows,
         "vhost_show": vhost_show, "drop_stats": drop_stats, "version": version,
+        "port_status": port_status,
         "capture_start": capture_start, "capture_read": capture_read,
         "capture_stop": capture_stop,
     }

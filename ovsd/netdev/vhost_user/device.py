@@ -75,6 +75,9 @@ class VhostUserNetdev(Netdev):
         self.last_error: str | None = None
         self.last_error_time: float | None = None
         self.connected_since: float | None = None
+        # (errno, time) of the newest failed connect: port_status tells a
+        # missing socket from a refused or forbidden one by it.
+        self.connect_error: tuple[int, float] | None = None
         self._sock: socket.socket | None = None
         self._listener: socket.socket | None = None
         self._waiting: socket.socket | None = None  # accepted while the last one ends
@@ -217,6 +220,7 @@ class VhostUserNetdev(Netdev):
                 s.connect(self.path)
             except OSError as e:
                 s.close()
+                self.connect_error = (e.errno, time.time())
                 delay = self.backoff.failed()
                 if self.backoff.attempts == 1:
                     log.info("port %s: cannot connect to %s (%s); retrying", self.name,
@@ -225,6 +229,7 @@ class VhostUserNetdev(Netdev):
                 await asyncio.sleep(delay)
                 continue
             self.backoff.connected()
+            self.connect_error = None
             self._start_conn(s)
 
     def _on_accept(self) -> None:
