@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from ovsd.dpif import perf
 from ovsd.dpif.channel import Channel, ChannelClosed
+from ovsd.dpif.auto_lb import AutoLbConfig, plan
 from ovsd.dpif.rxq_sched import assign_rxqs
 from ovsd.ofproto.mac_learning import FLUSH, LEARN
 from ovsd.ofproto.persist import encode_rule
@@ -83,6 +84,7 @@ class Pmd:
     config: dict = field(default_factory=dict)  # datapath knobs as sent
     vhost: dict = field(default_factory=dict)  # odp -> (epoch, tx rank, tx count) sent
     taps: list = field(default_factory=list)  # capture taps as sent
+    rxq_why: dict = field(default_factory=dict)  # (odp, qid) -> why it was placed here
     counters: dict = field(default_factory=perf.new_counters)
     baseline: dict = field(default_factory=perf.new_counters)  # pmd-stats-clear
     rxq_load: dict = field(default_factory=dict)  # (odp, qid) -> (port, busy_ns)
@@ -108,6 +110,9 @@ class PmdManager:
         self.error: str | None = None
         self.config: dict = {}
         self.taps: list[dict] = []  # running captures (ovsd.capture)
+        self.auto_lb = AutoLbConfig()
+        self._lb_mark: tuple[float, dict] | None = None  # (when, queue busy ns) last check
+        self._lb_forced: tuple[dict, str] | None = None  # a placement auto-lb chose
 
     # -- life cycle ---------------------------------------------------------------
 
@@ -523,9 +528,18 @@ class PmdManager:
             return
         current = {q: p.pmd_id for p in live for q in p.rxqs}
         loads = {q: busy for p in live for q, (_, busy) in p.rxq_load.items()}
+        why: dict = {}
         wanted = assign_rxqs(sorted(queues, key=lambda q: (queues[q][0], q[1])),
                              [p.pmd_id for p in live], current, loads,
-                             self.config.get("rxq_assign", "roundrobin"))
+                             self.config.get("rxq_assign", "roundrobin"), why)
+        if self._lb_forced is not None:
+            forced, reason = self._lb_forced
+            self._lb_forced = None
+            for q, pmd_id in forced.items():
+                if q in wanted and pmd_id in self.pmds and self.pmds[pmd_id].alive \
+                        and wanted[q] != pmd_id:
+                    wanted[q] = pmd_id
+                    why[q] = f"auto-lb: {reason}"
         for q, pmd_id in wanted.items():
             if current.get(q) == pmd_id:
                 continue
@@ -546,11 +560,41 @@ class PmdManager:
                 if known is not None:  # a stopped PMD's queue: continue where it was
                     start.update(block=known[0], skip=known[1])
             new = self.pmds[pmd_id]
+            new.rxq_why[q] = why.get(q, "placed here")
             self._send(new, {"t": "rxq_add", "odp": q[0], "qid": q[1], "port": name,
                              "type": netdev.type, **start}, fds)
             new.rxqs[q] = epoch
-            log.info("%s rx queue %d: polled by pmd %d (core %d)", name, q[1], pmd_id,
-                     new.core)
+            log.info("%s rx queue %d: polled by pmd %d (core %d): %s", name, q[1], pmd_id,
+                     new.core, new.rxq_why[q])
+
+    def auto_lb_check(self) -> None:
+        """Every second: once per rebal interval, measure each queue's busy time
+        since the last check and let auto-lb decide whether to move queues."""
+        cfg = self.auto_lb
+        if not cfg.enabled:
+            self._lb_mark = None
+            return
+        now = time.monotonic()
+        live = [p for p in self.pmds.values() if p.alive]
+        busy = {q: b for p in live for q, (_, b) in p.rxq_load.items()}
+        if self._lb_mark is None:
+            self._lb_mark = (now, busy)
+            return
+        since, before = self._lb_mark
+        if now - since < cfg.interval_s:
+            return
+        self._lb_mark = (now, busy)
+        # A counter that went back (stats cleared, queue moved) counts from zero.
+        delta = {q: b - before[q] if b >= before.get(q, 0) else b for q, b in busy.items()}
+        assignment = {q: p.pmd_id for p in live for q in p.rxqs}
+        new, why = plan(assignment, delta, [p.pmd_id for p in live],
+                        int((now - since) * 1e9), cfg)
+        if new is None:
+            log.debug("pmd auto-lb: no change: %s", why)
+            return
+        log.info("pmd auto-lb: rebalancing rx queues: %s", why)
+        self._lb_forced = (new, why)
+        self.request_sync()
 
     async def _release(self, pmd: Pmd, q: tuple[int, int]) -> tuple[int | None, int]:
         """Take queue ``q`` from ``pmd``; returns where it stopped reading."""

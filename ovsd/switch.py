@@ -23,6 +23,7 @@ from ovsd.dpif.emc import DEFAULT_INSERT_INV_PROB
 from ovsd.db.store import Database, DatabaseError, DatabaseLoadError, DatabaseLockedError
 from ovsd.netdev.base import Netdev, NetdevError
 from ovsd.capture import Captures
+from ovsd.dpif.auto_lb import AutoLbConfig
 from ovsd.netdev.registry import iface_types, open_netdev, set_run_dir
 from ovsd.ofproto.backer import Backer
 from ovsd.ofproto.fields import OFPP_LOCAL, OFPP_MAX, FlowSyntaxError
@@ -477,7 +478,8 @@ class Switch:
                        asyncio.create_task(self._periodic(EXPIRY_INTERVAL, self.check_ports)),
                        asyncio.create_task(self._periodic(EXPIRY_INTERVAL,
                                                           self.captures.expire)),
-                       asyncio.create_task(self._periodic(STATS_INTERVAL, self.write_stats))]
+                       asyncio.create_task(self._periodic(STATS_INTERVAL, self.write_stats)),
+                       asyncio.create_task(self._periodic(1.0, self.pmds.auto_lb_check))]
 
     # -- PMDs --------------------------------------------------------------------------
 
@@ -504,6 +506,7 @@ class Switch:
                         "using roundrobin", mode)
             mode = "roundrobin"
         cfg["rxq_assign"] = mode
+        self.pmds.auto_lb = AutoLbConfig.from_other_config(oc)
         return cfg
 
     def _pmd_cores(self) -> list[int]:

@@ -75,6 +75,8 @@ def format_rxq_show(pmds: list[dict]) -> str:
             state = "enabled" if q.get("enabled", True) else "disabled"
             out.append(f"  port: {q['port']:<16}  queue-id: {q['qid']:>2} ({state})"
                        f"  pmd usage: {usage:>2} %")
+            if q.get("placed"):
+                out.append(f"    placed: {q['placed']}")
         overhead = int(100 * max(0, p["busy_ns"] - sum(q["busy_ns"] for q in p["rxqs"]))
                        / total) if total else 0
         out.append(f"  overhead: {overhead:>2} %")

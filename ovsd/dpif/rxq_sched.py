@@ -15,7 +15,9 @@ Queue = Hashable
 
 
 def assign_rxqs(queues: list[Queue], pmds: list[int], current: dict[Queue, int],
-                loads: dict[Queue, int], mode: str = "roundrobin") -> dict[Queue, int]:
+                loads: dict[Queue, int], mode: str = "roundrobin",
+                why: dict[Queue, str] | None = None) -> dict[Queue, int]:
+    """Queue -> PMD; ``why``, when given, gets each newly placed queue's reason."""
     if not pmds:
         return {}
     if mode not in ("roundrobin", "cycles"):
@@ -31,6 +33,10 @@ def assign_rxqs(queues: list[Queue], pmds: list[int], current: dict[Queue, int],
         orphans.sort(key=lambda q: -loads.get(q, 0))
     for q in orphans:
         p = min(pmds, key=lambda p: (burden[p], pmds.index(p)))
+        if why is not None:
+            why[q] = (f"{mode}: the PMD with the least measured load ({burden[p]} ns)"
+                      if mode == "cycles" else
+                      f"{mode}: the PMD with the fewest queues ({burden[p]})")
         out[q] = p
         burden[p] += max(weight(q), 1)
     return out

@@ -538,7 +538,8 @@ def pmd_rxq_show(switch: "Switch") -> dict:
     from ovsd.dpif import perf
     pmds = []
     for pmd in sorted(switch.pmds.pmds.values(), key=lambda p: p.core):
-        rxqs = [{"port": port, "qid": q[1], "busy_ns": busy}
+        rxqs = [{"port": port, "qid": q[1], "busy_ns": busy,
+                 "placed": pmd.rxq_why.get(q, "")}
                 for q, (port, busy) in sorted(pmd.rxq_load.items(),
                                               key=lambda kv: (kv[1][0], kv[0][1]))]
         c = perf.minus(pmd.counters, pmd.baseline)

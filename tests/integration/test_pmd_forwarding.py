@@ -354,3 +354,13 @@ def test_malformed_frames_from_the_wire_are_forwarded_or_dropped_never_a_crash(t
     assert ping_ok.returncode == 0
     pmds = [p for p in topo.json("pmd-stats-show")["pmds"] if p["pmd_id"] is not None]
     assert pmds and all(p["alive"] for p in pmds) and all(p["lost"] == 0 for p in pmds)
+
+
+def test_pmd_rxq_show_says_why_each_queue_is_where_it_is(topo):
+    deadline = time.monotonic() + 10
+    while "placed:" not in (text := topo.ofctl("pmd-rxq-show")):
+        assert time.monotonic() < deadline, text
+        time.sleep(0.2)
+    assert "placed: roundrobin: the PMD with the fewest queues" in text
+    rxqs = [q for p in topo.json("pmd-rxq-show")["pmds"] for q in p["rxqs"]]
+    assert rxqs and all(q["placed"].startswith("roundrobin:") for q in rxqs)
