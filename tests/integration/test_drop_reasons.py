@@ -81,3 +81,28 @@ def test_rx_ring_overrun_while_the_pmd_is_stopped(tmp_path):
         finally:
             os.kill(pmd["pid"], signal.SIGCONT)
         assert wait_drops(d, l1.outer, "rx_ring_overrun", 1) >= 300
+
+
+def test_tx_ring_full(tmp_path):
+    from tests.support.vhost_frontend import Frontend
+    with N.netns() as ns, N.veth(ns) as l2, Daemon(tmp_path / "run") as d:
+        d.ofctl("set", "Open_vSwitch", ".", "other_config:pmd-cpu-mask=0x2")
+        d.ofctl("add-br", "br0")
+        d.ofctl("add-port", "br0", "vh0", "type=dpdkvhostuser", "ofport_request=1")
+        # The smallest transmit ring: 16 slots, all filled before one send().
+        d.ofctl("add-port", "br0", l2.outer, "ofport_request=2", "options:tx_ring_frames=16")
+        d.ofctl("del-flows", "br0")
+        d.ofctl("add-flow", "br0", "in_port=1,actions=output:2")
+        with Frontend(d.rundir / "vh0") as guest:
+            guest.start()
+            deadline = time.monotonic() + 10
+            while json.loads(d.ofctl("--json", "vhost-show", "vh0"))["state"] != "ready":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            # One burst of 100 frames from the guest, handed to the 16-slot ring
+            # in one go.
+            for i in range(100):
+                guest.tx.add_tx(frame(64, i), publish=False)
+            guest.tx.publish()
+            guest.wait_tx_done(100)
+            assert wait_drops(d, l2.outer, "tx_queue_full", 1) >= 100 - 16
