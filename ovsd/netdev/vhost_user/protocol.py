@@ -190,15 +190,21 @@ class Decoder:
         self._buf += data
         if fds:
             self._fds.append((self._start + len(self._buf) - 1, list(fds)))
-        out = []
+        out: list[Message] = []
         while len(self._buf) >= HEADER.size:
             request, flags, size = HEADER.unpack_from(self._buf)
+            bad = None
             if flags & 0x3 != VERSION:
-                raise ProtocolError(f"{req_name(request)}: protocol version "
-                                    f"{flags & 0x3}, expected {VERSION}")
-            if size > MAX_PAYLOAD:
-                raise ProtocolError(f"{req_name(request)}: payload of {size} bytes "
-                                    f"(at most {MAX_PAYLOAD} expected)")
+                bad = f"{req_name(request)}: protocol version {flags & 0x3}, expected {VERSION}"
+            elif size > MAX_PAYLOAD:
+                bad = (f"{req_name(request)}: payload of {size} bytes "
+                       f"(at most {MAX_PAYLOAD} expected)")
+            if bad is not None:
+                # The caller never sees the messages decoded before this one:
+                # their fds would leak.
+                for m in out:
+                    m.close_fds()
+                raise ProtocolError(bad)
             end = HEADER.size + size
             if len(self._buf) < end:
                 break
@@ -331,9 +337,13 @@ class Session:
         try:
             step = handler(msg)
         except (struct.error, IndexError):
-            msg.close_fds()
             raise ProtocolError(f"{req.name}: malformed payload of {len(msg.payload)} "
                                 "bytes") from None
+        finally:
+            # Handlers take the fds they keep out of msg.fds; nobody else
+            # closes the rest (fds on a request that has none, or on one the
+            # handler refused with ProtocolError).
+            msg.close_fds()
         if step.reply is None and step.finish is None and msg.need_reply \
                 and self.protocol & bits(P.REPLY_ACK):
             step.reply = reply(msg, U64.pack(0))
