@@ -181,6 +181,10 @@ class _Parser:
         value_text, dst_text = _split_arrow(arg)
         dst = F.parse_subfield(dst_text)
         mf = dst.field
+        if mf.name in ("dl_vlan", "dl_vlan_pcp"):
+            # Stored as a set_field, which these fields cannot be (see set_field).
+            raise FlowSyntaxError(f"load:{arg}: {mf.name} cannot be a load target; use "
+                                  "mod_vlan_vid/mod_vlan_pcp or vlan_vid/vlan_pcp")
         value, _rest, _ = V.parse_int_string(value_text, mf.n_bytes)
         if value is None:
             raise FlowSyntaxError(f"{arg}: cannot parse integer value")
