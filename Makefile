@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CONFIG ?= configs/ovsd.toml
 PYTEST_ARGS ?=
 
-.PHONY: all setup host-deps run test bench demo clean
+.PHONY: all setup host-deps run test bench demo clean fuzz
 
 all: setup
 
@@ -39,6 +39,17 @@ demo: setup
 bench: setup
 	@bash scripts/host-deps.sh bench
 	$(BIN)/python -m bench $(SCENARIO)
+
+# Coverage-guided fuzzing (atheris): one target for SECONDS, or every target briefly.
+FUZZ_TARGETS := packet flow_text vhost_protocol vring jsonrpc
+fuzz: setup
+	@if [ -n "$(TARGET)" ]; then \
+		$(BIN)/python -m tests.fuzz.run $(TARGET) --seconds $(or $(SECONDS),60); \
+	else \
+		for t in $(FUZZ_TARGETS); do \
+			$(BIN)/python -m tests.fuzz.run $$t --seconds $(or $(SECONDS),20) || exit 1; \
+		done; \
+	fi
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
