@@ -245,3 +245,37 @@ def test_two_pmds_share_each_ports_transmit_socket(two_links):
     rxqs = d.ofctl("pmd-rxq-show")
     assert rxqs.count("pmd thread") == 2, rxqs
     forward_both_ways(d, l1, l2)
+
+
+def test_interface_deleted_under_an_afxdp_port_and_back(two_links):
+    """The port goes down with its interface while the other port keeps its
+    program; an interface of that name coming back gets the port (and a new
+    program) again."""
+    d, l1, l2 = two_links
+    d.ofctl("add-port", "brx", l1.outer, "type=afxdp", "options:xdp-mode=native",
+            "ofport_request=1")
+    d.ofctl("add-port", "brx", l2.outer, "type=afxdp", "options:xdp-mode=native",
+            "ofport_request=2")
+    name = l1.outer
+    ifindex = int(open(f"/sys/class/net/{name}/ifindex").read())
+    assert (d.rundir / "afxdp" / f"{ifindex}.json").exists()
+    subprocess.run(["ip", "link", "del", name], check=True, timeout=10)
+    deadline = time.monotonic() + 10
+    while "disappeared" not in d.ofctl("show", "brx"):
+        assert time.monotonic() < deadline, "the port did not go down"
+        time.sleep(0.2)
+    assert xdp_attached(l2.outer), "the other port lost its program"
+    assert not (d.rundir / "afxdp" / f"{ifindex}.json").exists()  # nothing left to undo
+    subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", f"{name}p"],
+                   check=True, timeout=10)
+    try:
+        for dev in (name, f"{name}p"):
+            subprocess.run(["ip", "link", "set", dev, "up"], check=True, timeout=10)
+        deadline = time.monotonic() + 10
+        while "xdp-mode:   native" not in d.ofctl("show", "brx").split(name, 1)[1] \
+                .split(" 2(", 1)[0]:
+            assert time.monotonic() < deadline, d.ofctl("show", "brx")
+            time.sleep(0.2)
+        assert xdp_attached(name)
+    finally:
+        subprocess.run(["ip", "link", "del", name], capture_output=True, timeout=10)
