@@ -243,3 +243,34 @@ def test_capture_on_a_vhost_port_gives_exactly_what_the_guest_sent(daemon, good,
     good.wait_tx_done(4)
     assert proc.wait(timeout=20) == 0, proc.stderr.read()
     assert [bytes(p) for p in rdpcap(str(out))] == sent
+
+
+def _ready_again(daemon: Daemon) -> None:
+    """vbad is waiting again, and a well-behaved frontend gets it ready."""
+    wait_for(lambda: vhost(daemon, "vbad")["state"] == "waiting", "vbad waiting again")
+    with Frontend(daemon.rundir / "vbad") as again:
+        again.start()
+        wait_for(lambda: vhost(daemon, "vbad")["state"] == "ready", "vbad ready again")
+
+
+def test_frontend_vanishing_mid_traffic(daemon, good):
+    with Frontend(daemon.rundir / "vbad") as bad:
+        bad.start()
+        wait_for(lambda: vhost(daemon, "vbad")["state"] == "ready", "vbad ready")
+        for i in range(200):  # in flight when it goes
+            bad.tx.add_tx(bytes.fromhex(udp_frame(payload=f"gone-{i}".encode())))
+    # Closed (memory unmapped on its side) with frames still on the ring.
+    _ready_again(daemon)
+    assert daemon.proc.poll() is None
+    check_good_port_forwards(daemon, good)
+
+
+def test_frontend_vanishing_while_its_memory_table_is_replaced(daemon, good):
+    with Frontend(daemon.rundir / "vbad") as bad:
+        bad.start()
+        wait_for(lambda: vhost(daemon, "vbad")["state"] == "ready", "vbad ready")
+        # A new memory table, and gone before the back-end could answer it.
+        bad.send(Req.SET_MEM_TABLE, bad.mem_table_payload(), bad.ram.fds, need_reply=True)
+    _ready_again(daemon)
+    assert daemon.proc.poll() is None
+    check_good_port_forwards(daemon, good)
