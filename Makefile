@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CONFIG ?= configs/ovsd.toml
 PYTEST_ARGS ?=
 
-.PHONY: all setup host-deps run test bench demo clean fuzz
+.PHONY: all setup host-deps run test bench demo clean fuzz soak
 
 all: setup
 
@@ -50,6 +50,10 @@ fuzz: setup
 			$(BIN)/python -m tests.fuzz.run $$t --seconds $(or $(SECONDS),20) || exit 1; \
 		done; \
 	fi
+
+# Every port type forwarding at once for MINUTES while flows change; then a report.
+soak: setup
+	$(BIN)/python -m bench.soak $(or $(MINUTES),10)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
