@@ -152,6 +152,10 @@ class OvsdHandle:
                                  f"{SWITCH_CPU}, got {stats.get('pmds')}")
         figures = pmd_figures(pmds[0])
         figures["text"] = pmd_section(stats.get("text", ""), SWITCH_CPU)
+        # A reset connection (guest error) costs the rate: say so beside it.
+        log = (self.rundir / "ovsd.log").read_text(errors="replace").splitlines()
+        figures["resets"] = [line.split("|", 3)[-1] for line in log
+                             if "vhost-user connection reset" in line]
         return figures
 
 
@@ -441,6 +445,10 @@ def print_report(setup: Setup, results: dict[str, list[Trial]], errors: dict[str
         print(f"OVS-DPDK's PMD: {_fmt(cpp, ',.0f')} processing cycles per packet at "
               f"{_fmt(ghz, '.2f')} GHz (TSC); the issue's reference on an idle machine of "
               f"this kind: about {setup.reference_ovs_mpps} Mpps")
+    resets = [r for t in results.get(Ovsd.label, []) for r in t.stats.get("resets", ())]
+    if resets:
+        print(f"ovsd reset {len(resets)} vhost-user connection(s) during its runs, e.g.: "
+              f"{resets[0]}")
     run = median_trial(results.get(Ovsd.label, []))
     if run is not None and run.stats.get("text"):
         print(f"ovsd's `ofctl pmd-stats-show` over the window of round {run.round + 1} "
