@@ -325,14 +325,17 @@ def test_tcp_stream_survives_ovsd_kill9_midway(image, tmp_path):
                                        tcp_recv_cmd(5001, 90))
         g.wait_for("GUEST-CMD-BEGIN", GUEST_BOOT)
         data = os.urandom(size)
-        sender = peer.ns.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sender.settimeout(60)
         deadline = time.monotonic() + 10
-        while True:   # nc may not listen yet
+        while True:
+            # nc may not listen yet: a refused, reset or aborted attempt leaves
+            # the socket unusable, so each attempt gets a fresh one
+            sender = peer.ns.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sender.settimeout(60)
             try:
                 sender.connect(("10.0.4.1", 5001))
                 break
-            except (ConnectionRefusedError, socket.timeout):
+            except (ConnectionError, socket.timeout):
+                sender.close()
                 assert time.monotonic() < deadline, g.tail()
                 time.sleep(0.2)
         failure: list[BaseException] = []
