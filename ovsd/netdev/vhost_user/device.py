@@ -503,6 +503,7 @@ class VhostUserNetdev(Netdev):
         self.session.reset()
         self.session.release_retired()
         self._close_listener()
+        self.session.counters.release()
         self._counters_mm.close()
         os.close(self._counters_fd)
 

@@ -118,6 +118,8 @@ class VhostMapping:
             self.on_error(self.odp_port, f"guest error on port {self.name}: {reason}")
 
     def _drop_rings(self) -> None:
+        for ring in self.rings.values():
+            ring.release()
         self.rings = {}
         self.tx_ring = None
         for fd in self._call_fds:
@@ -174,7 +176,9 @@ class VhostMapping:
     def close(self) -> None:
         self._drop_rings()
         self._drop_memory()
-        self._counters = None
+        if self._counters is not None:
+            self._counters.release()
+            self._counters = None
         if self._counters_mm is not None:
             self._counters_mm.close()
             self._counters_mm = None

@@ -52,9 +52,9 @@ class GuestMemory:
     caller closes them.  ``close()`` unmaps.  A mapping that a memoryview
     still exports cannot be unmapped right away: ``close()`` then drops its
     reference, and the kernel mapping goes away when the last view is released
-    (CPython's mmap unmaps when its object dies).  SplitVring never keeps such
-    a view: it reads and writes through struct and slice operations that
-    release their buffer before returning.
+    (CPython's mmap unmaps when its object dies).  SplitVring keeps one small
+    view (used->flags and used->idx, stored whole) and releases it in
+    ``release()``, which its owner calls before closing the memory.
     """
 
     def __init__(self, regions: Sequence[Region], fds: Sequence[int]):

@@ -50,15 +50,19 @@ COUNTERS_STRIDE = 8
 
 _DESC = Struct("<QIHH")
 _U16 = Struct("<H")
-_U16X2 = Struct("<HH")
 _EVENTFD_ONE = (1).to_bytes(8, "little")
 
 # Memory ordering.  x86 keeps stores in program order and loads in program
 # order, and CPython performs ours in program order: so avail->idx is read
 # before the avail entries it covers, and descriptors' data and used entries
-# are written before the used->idx store.  On a little-endian host struct
-# moves "<H"/"<I" fields with the native routines, one memcpy each (a single
-# store or load), so used->idx is never seen half-written.  The one
+# are written before the used->idx store.  Reads of a shared index go through
+# struct (on a little-endian host one native load).  Stores that another CPU
+# may be reading at that moment (used->idx, used->flags, the ring counters)
+# go through a memoryview cast to the field's type: one native store.  Never
+# Struct.pack_into for those: it zeroes the destination before writing the
+# value, and a guest that reads used->idx == 0 in between believes tens of
+# thousands of entries were used and walks stale slots (DPDK's virtio driver
+# did, under `make soak`).  The one
 # reordering x86 does allow, a later load passing an earlier store, matters
 # between our used->idx store and our read of the guest's interrupt
 # suppression: taking a lock executes a locked instruction, which is a full
@@ -111,11 +115,19 @@ class RingCounters:
     """Per-ring device-side indices in a small shared buffer (a memfd mapping shared
     between the control process and PMD processes; here any writable buffer).
     Ring i's slot at offset 8*i: u16 last_avail_idx, u16 used_idx (little endian),
-    4 bytes reserved."""
+    4 bytes reserved.
+
+    Both indices of a ring are one 32-bit word, loaded and stored whole, so a
+    process reading them while another updates them sees the old pair or the
+    new one.  ``release()`` before unmapping the buffer."""
 
     def __init__(self, buf) -> None:
-        self._buf = buf
         self.slots = len(buf) // COUNTERS_STRIDE
+        #: Ring i's word is words[2 * i]: last_avail | used << 16 (little-endian host).
+        self.words = memoryview(buf).cast("B")[:self.slots * COUNTERS_STRIDE].cast("I")
+
+    def release(self) -> None:
+        self.words.release()
 
     def _offset(self, ring: int) -> int:
         if not 0 <= ring < self.slots:
@@ -125,28 +137,29 @@ class RingCounters:
 
     def get(self, ring: int) -> tuple[int, int]:
         """(last_avail_idx, used_idx) of ``ring``."""
-        return _U16X2.unpack_from(self._buf, self._offset(ring))
+        word = self.words[self._offset(ring) >> 2]
+        return word & 0xFFFF, word >> 16
 
     def set(self, ring: int, last_avail: int, used: int) -> None:
         for name, value in (("last_avail", last_avail), ("used", used)):
             if not 0 <= value <= 0xFFFF:
                 raise ValueError(f"ring {ring}: {name}={value}: expected 0 to 65535")
-        _U16X2.pack_into(self._buf, self._offset(ring), last_avail, used)
+        self.words[self._offset(ring) >> 2] = last_avail | used << 16
 
 
 class SplitVring:
     """One split virtqueue of a vhost-user device, mapped in this process.
 
     Cheap to build: rebuild it when the frontend changes the ring, its call
-    fd or the memory table (the indices are in ``counters``).  Drop it
-    before closing the GuestMemory it was built on.  ``dropped_oversize``
+    fd or the memory table (the indices are in ``counters``).  ``release()``
+    it before closing the GuestMemory it was built on.  ``dropped_oversize``
     counts guest frames longer than MAX_FRAME that dequeue dropped.
     """
 
     __slots__ = ("mem", "index", "num", "event_idx", "indirect", "call_fd",
                  "dropped_oversize", "_spans", "_fast", "_dmm", "_doff", "_amm", "_aoff",
-                 "_umm", "_uoff", "_used_event_off", "_avail_ring", "_bad_heads", "_cbuf",
-                 "_coff")
+                 "_umm", "_uoff", "_used_event_off", "_avail_ring", "_bad_heads", "_words",
+                 "_word", "_used_hdr")
 
     def __init__(self, mem: GuestMemory, index: int, num: int, desc_uva: int,
                  avail_uva: int, used_uva: int, counters: RingCounters, *,
@@ -184,9 +197,16 @@ class SplitVring:
         # Bits that no valid avail entry has, in each of num 16-bit lanes.
         self._bad_heads = int.from_bytes((0xFFFF & ~(num - 1)).to_bytes(2, "little") * num,
                                          "little")
-        self._cbuf = counters._buf
-        self._coff = index * COUNTERS_STRIDE
-        _U16.pack_into(self._umm, self._uoff, VRING_USED_F_NO_NOTIFY)
+        self._words = counters.words
+        self._word = index * COUNTERS_STRIDE >> 2
+        #: used->flags and used->idx, as two u16 a store each.
+        self._used_hdr = memoryview(self._umm)[self._uoff:self._uoff + 4].cast("H")
+        self._used_hdr[0] = VRING_USED_F_NO_NOTIFY
+
+    def release(self) -> None:
+        """Let go of the view into guest memory (before it is unmapped); the ring
+        is unusable afterwards."""
+        self._used_hdr.release()
 
     # -- bursts -------------------------------------------------------------------
 
@@ -198,7 +218,8 @@ class SplitVring:
         available.  Frames longer than MAX_FRAME are dropped (``dropped_oversize``)."""
         if hdr_len != 12 and hdr_len != 10:
             raise ValueError(f"hdr_len={hdr_len}: expected 10 or 12")
-        last_avail, used_idx = _U16X2.unpack_from(self._cbuf, self._coff)
+        word = self._words[self._word]
+        last_avail, used_idx = word & 0xFFFF, word >> 16
         amm = self._amm
         pending = (_U16.unpack_from(amm, self._aoff + 2)[0] - last_avail) & 0xFFFF
         if not pending or max_frames <= 0:
@@ -261,7 +282,8 @@ class SplitVring:
         if mergeable and hdr_len != 12:
             raise ValueError("mergeable receive buffers need the 12-byte header")
         nframes = len(frames)
-        last_avail, used_idx = _U16X2.unpack_from(self._cbuf, self._coff)
+        word = self._words[self._word]
+        last_avail, used_idx = word & 0xFFFF, word >> 16
         amm = self._amm
         pending = (_U16.unpack_from(amm, self._aoff + 2)[0] - last_avail) & 0xFFFF
         if not pending or not nframes:
@@ -316,7 +338,7 @@ class SplitVring:
     @property
     def avail_pending(self) -> int:
         """Available entries not yet consumed."""
-        last_avail, _ = _U16X2.unpack_from(self._cbuf, self._coff)
+        last_avail = self._words[self._word] & 0xFFFF
         return (_U16.unpack_from(self._amm, self._aoff + 2)[0] - last_avail) & 0xFFFF
 
     # -- burst pieces -------------------------------------------------------------
@@ -376,8 +398,8 @@ class SplitVring:
         # Counters before used->idx: a process that dies in between leaves a
         # successor that republishes these entries, never one that consumes
         # the same avail entries twice.
-        _U16X2.pack_into(self._cbuf, self._coff, new_avail & 0xFFFF, new_used)
-        _U16.pack_into(umm, self._uoff + 2, new_used)
+        self._words[self._word] = new_avail & 0xFFFF | new_used << 16
+        self._used_hdr[1] = new_used
         fd = self.call_fd
         if fd is None:
             return
