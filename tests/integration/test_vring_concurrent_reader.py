@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from ovsd.netdev.vhost_user.vring import COUNTERS_STRIDE, RingCounters
+from ovsd.netdev.vhost_user.vring import RingCounters
 from tests.support.virtq_driver import GuestRam, VirtqDriver
 
 NUM = 256
