@@ -10,8 +10,9 @@ while the flow table changes every second, then a report.
   uses, so forwarding is unaffected and every change revalidates the caches).
 
 The report: frames lost on the veth paths (sent - received), testpmd's
-throughput at start and end, the RSS of the daemon and each PMD at start
-and end, PMD restarts, and the warnings and errors ovsd logged.
+throughput at start and end, the RSS of the daemon and each PMD at start,
+after the warm-up and at the end, PMD restarts, and the warnings and errors
+ovsd logged; then a verdict (exit status 1 on FAIL) against the bounds below.
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
 RATE = 2000  # frames per second per direction on the veth paths
 CHANGE_EVERY = float(os.environ.get("SOAK_CHANGE_EVERY", "1.0"))  # seconds; 0: no changes
+# Bounds of the verdict.  Caches and first bursts grow the processes in the
+# first seconds, so memory is judged from the end of the warm-up.
+WARMUP = 30.0              # seconds, at most a quarter of the run
+RSS_GROWTH_KB = 4096       # per process, after the warm-up...
+RSS_GROWTH_SHARE = 0.10    # ...or this share of its size then, whichever is larger
+LOSS_SHARE = 0.001         # veth frames lost / sent, per direction
+RATE_KEPT = 0.5            # testpmd's Rx-pps at the end / after the warm-up
 
 
 def ofctl(rundir: Path, *args: str) -> str:
@@ -158,8 +166,15 @@ def run(minutes: float) -> int:
                 s.start()
             rng = random.Random(1)
             changes = 0
-            end = time.monotonic() + 60 * minutes
+            begin = time.monotonic()
+            end = begin + 60 * minutes
+            warm_at = begin + min(WARMUP, 15 * minutes)
+            warm = None
             while time.monotonic() < end:
+                if warm is None and time.monotonic() >= warm_at:
+                    warm = (rss_kb(daemon.pid),
+                            {i: rss_kb(p) for i, p in pmd_pids(rundir).items()},
+                            pmd.port_stats())
                 if not CHANGE_EVERY:
                     time.sleep(1.0)
                     continue
@@ -197,18 +212,53 @@ def run(minutes: float) -> int:
     for s in streams:
         print(f"  {s.tag.decode()}: sent {s.sent}, received {s.received}, "
               f"lost {s.sent - s.received}")
+    warm_daemon, warm_pmds, warm_tp = warm or (daemon_rss0, pmds0, tp0)
     for port in tp1:
         print(f"  testpmd port {port}: rx {tp1[port]['rx_packets'] - tp0[port]['rx_packets']:,}"
-              f" packets during the soak, Rx-pps at the end {tp1[port]['rx_pps']:,}")
-    print(f"  ovsd RSS: {daemon_rss0} kB at start, {daemon_rss1} kB at the end")
+              f" packets during the soak, Rx-pps after the warm-up "
+              f"{warm_tp[port]['rx_pps']:,}, at the end {tp1[port]['rx_pps']:,}")
+    print(f"  ovsd RSS: {daemon_rss0} kB at start, {warm_daemon} kB after the warm-up, "
+          f"{daemon_rss1} kB at the end")
     for i in sorted(pmds1):
-        print(f"  PMD {i} RSS: {pmds0.get(i, 0)} kB at start, {pmds1[i]} kB at the end")
-    print(f"  PMD restarts: {sum(p.get('restarts', 0) for p in stats if p['pmd_id'] is not None)}")
+        print(f"  PMD {i} RSS: {pmds0.get(i, 0)} kB at start, {warm_pmds.get(i, 0)} kB after "
+              f"the warm-up, {pmds1[i]} kB at the end")
+    restarts = sum(p.get('restarts', 0) for p in stats if p['pmd_id'] is not None)
+    print(f"  PMD restarts: {restarts}")
     print("  drop-stats at the end:\n    " + drops.strip().replace("\n", "\n    "))
     print(f"  warnings and errors logged: {len(problems)}")
     for line in problems[:10]:
         print(f"    {line}")
-    return 0
+    failures = _judge(streams, warm_tp, tp1, [("ovsd", warm_daemon, daemon_rss1)]
+                      + [(f"PMD {i}", warm_pmds.get(i, 0), pmds1[i]) for i in sorted(pmds1)],
+                      restarts, problems)
+    print("verdict: " + ("PASS" if not failures else "FAIL\n  " + "\n  ".join(failures)))
+    return 1 if failures else 0
+
+
+def _judge(streams: list[Stream], tp_warm: dict, tp_end: dict,
+           rss: list[tuple[str, int, int]], restarts: int, problems: list[str]) -> list[str]:
+    """What broke the bounds, one line each."""
+    failures = []
+    for s in streams:
+        lost = s.sent - s.received
+        if lost > LOSS_SHARE * s.sent:
+            failures.append(f"{s.tag.decode()}: lost {lost} of {s.sent} frames "
+                            f"(bound {LOSS_SHARE:.1%})")
+    for port, end in tp_end.items():
+        start = tp_warm[port]["rx_pps"]
+        if end["rx_pps"] < RATE_KEPT * start:
+            failures.append(f"testpmd port {port}: Rx-pps fell from {start:,} after the "
+                            f"warm-up to {end['rx_pps']:,} (bound: keep {RATE_KEPT:.0%})")
+    for who, warm_kb, end_kb in rss:
+        allowed = max(RSS_GROWTH_KB, RSS_GROWTH_SHARE * warm_kb)
+        if end_kb - warm_kb > allowed:
+            failures.append(f"{who}: RSS grew {end_kb - warm_kb} kB after the warm-up "
+                            f"(bound {allowed:.0f} kB)")
+    if restarts:
+        failures.append(f"{restarts} PMD restarts")
+    if problems:
+        failures.append(f"{len(problems)} warnings or errors logged")
+    return failures
 
 
 if __name__ == "__main__":
