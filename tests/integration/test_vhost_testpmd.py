@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import threading
 import time
 
 import pytest
@@ -24,7 +25,7 @@ from tests.daemon import Daemon
 from tests.e2e.conftest import wait_serving
 from tests.integration import netns as N
 from tests.interop.hugepages import HugepageError, ensure_hugepages
-from tests.interop.testpmd import Testpmd
+from tests.interop.testpmd import Testpmd, TestpmdError
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("dpdk-testpmd") is None,
@@ -292,3 +293,77 @@ def test_restarted_ovsd_reconnects_to_a_running_testpmd(tmp_path):
         if pmd is not None:
             pmd.close()
         d.stop()
+
+
+def _launch_and_kill(pmd: Testpmd, delay: float) -> None:
+    """Start ``pmd`` and SIGKILL it ``delay`` seconds after its process exists,
+    wherever its start-up is then (EAL init, vhost-user negotiation, rings,
+    the prompt)."""
+    failure: list[BaseException] = []
+
+    def launch() -> None:
+        try:
+            pmd.launch()
+        except TestpmdError as e:   # it died before the prompt: expected
+            failure.append(e)
+
+    t = threading.Thread(target=launch, name="testpmd-launch", daemon=True)
+    t.start()
+    deadline = time.monotonic() + 30
+    while pmd.spawned_pid is None:
+        assert time.monotonic() < deadline, "testpmd was never spawned"
+        time.sleep(0.01)
+    time.sleep(delay)
+    try:
+        os.kill(pmd.spawned_pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    t.join(60)
+    assert not t.is_alive(), "testpmd's launch did not return after its process died"
+    pmd.close()   # cleans up hugepage files when launch got as far as the prompt
+
+
+def test_testpmd_killed_mid_traffic_and_while_starting(daemon, tmp_path):
+    """kill -9 of a real frontend: while bursts circulate (descriptors in flight
+    on every ring), then at moments spread over its start-up.  Each time both
+    ports go back to waiting, and a testpmd started afterwards gets every frame
+    through, counted exactly."""
+    d = daemon
+    names = ("vk0", "vk1")
+    for n, name in enumerate(names, start=20):
+        d.ofctl("add-port", "br0", name, "type=dpdkvhostuser", f"ofport_request={n}")
+    d.ofctl("add-flow", "br0", "in_port=20,actions=output:21")
+    d.ofctl("add-flow", "br0", "in_port=21,actions=output:20")
+    vdevs = [Testpmd.virtio_user(d.rundir / name, server=False) for name in names]
+    try:
+        with Testpmd(vdevs, workdir=tmp_path, eal_args=TESTPMD_EAL) as pmd:
+            for name in names:
+                wait_state(d, name, "ready")
+            for port in (0, 1):
+                pmd.wait_link_up(port)
+            pmd.set_fwd("io")
+            pmd.start_fwd(tx_first=8)
+            time.sleep(1.5)   # counters reach ofctl within a second
+            assert vhost(d, "vk0")["stats"]["rx_packets"] > 0
+            os.kill(pmd.pid, signal.SIGKILL)
+            huge = pmd.used_hugepages
+        for name in names:
+            wait_state(d, name, "waiting")
+        for delay in (0.03, 0.06, 0.1, 0.15, 0.25, 0.5, 1.0):
+            _launch_and_kill(Testpmd(vdevs, workdir=tmp_path, eal_args=TESTPMD_EAL,
+                                     hugepages=huge), delay)
+            for name in names:
+                wait_state(d, name, "waiting")
+        with Testpmd(vdevs, workdir=tmp_path, eal_args=TESTPMD_EAL) as pmd:
+            for name in names:
+                wait_state(d, name, "ready")
+            for port in (0, 1):
+                pmd.wait_link_up(port)
+            start = received(pmd)
+            assert pmd.send_exact(200) == 200
+            assert receive_all(pmd, start, {0: 100, 1: 100}) == {0: 100, 1: 100}
+    finally:
+        for name in names:
+            d.ofctl("--if-exists", "del-port", name)
+        d.ofctl("del-flows", "br0", "in_port=20")
+        d.ofctl("del-flows", "br0", "in_port=21")

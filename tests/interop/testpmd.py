@@ -158,6 +158,9 @@ class Testpmd:
         self.app_args = list(app_args)
         self.eal_args = list(eal_args)
         self.used_hugepages: bool | None = None   # what the running instance got
+        #: The process of the current start attempt, as soon as it exists (a test
+        #: may end it while ``launch`` still waits for it).
+        self.spawned_pid: int | None = None
         self.fwd_mode = "io"                      # testpmd's default engine
         self.forwarding = False
         self._proc: LoggedProcess | None = None
@@ -210,6 +213,7 @@ class Testpmd:
             proc = LoggedProcess(self.argv(huge), self.log_path, stdin_pipe=True,
                                  label=f"testpmd {self.name}")
             proc.spawn()
+            self.spawned_pid = proc.pid
             deadline = time.monotonic() + timeout
             listening = [v.path for v in self.vdevs if v.listens]
             while True:

@@ -284,6 +284,7 @@ class VhostUserNetdev(Netdev):
 
     async def _serve(self, s: socket.socket, inbox: asyncio.Queue) -> None:
         reason, error = None, False
+        last: int | None = None   # the last request handled
         while reason is None:
             item = await inbox.get()
             if item is None:
@@ -291,6 +292,10 @@ class VhostUserNetdev(Netdev):
                 if self._decoder.partial:
                     reason += " in the middle of a message"
                     error = True
+                elif self.state != "ready":
+                    reason += (" before sending any request" if last is None else
+                               f" with no queue pair ready (its last request: "
+                               f"{req_name(last)})")
                 break
             if isinstance(item, ProtocolError):
                 reason, error = str(item), True
@@ -299,6 +304,7 @@ class VhostUserNetdev(Netdev):
                 reason, error = self._reset_reason, True
                 break
             msg: Message = item
+            last = msg.request
             try:
                 step = self.session.handle(msg)
             except ProtocolError as e:
