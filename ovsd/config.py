@@ -32,6 +32,10 @@ class Config:
     db: str = ""
     log_level: str = "info"
     log_file: str = ""
+    #: Prometheus metrics: "[ADDR:]PORT" (see ovsd.metrics.parse_address); "" is off.
+    metrics: str = ""
+    #: OVSDB also on 127.0.0.1:PORT; 0 is off (RUNDIR/db.sock is always served).
+    ovsdb_tcp: int = 0
     other_config: dict[str, str] = field(default_factory=dict)
     bridges: list[BridgeSeed] = field(default_factory=list)
 
@@ -59,14 +63,25 @@ def parse_config(data: dict, where: str = "config") -> Config:
         raise ConfigError(f"{where}: unknown section(s) {sorted(unknown)}; "
                           f"expected {sorted(known_top)}")
     section = data.get("ovsd", {})
+    keys = {"rundir": str, "db": str, "log_level": str, "log_file": str, "metrics": str,
+            "ovsdb_tcp": int}
     for key in section:
-        if key not in ("rundir", "db", "log_level", "log_file"):
-            raise ConfigError(f"{where}: unknown key [ovsd] {key!r}; expected rundir, "
-                              "db, log_level or log_file")
-        setattr(cfg, key, _expect(section, key, str, f"{where} [ovsd]"))
+        if key not in keys:
+            raise ConfigError(f"{where}: unknown key [ovsd] {key!r}; expected one of "
+                              f"{', '.join(keys)}")
+        setattr(cfg, key, _expect(section, key, keys[key], f"{where} [ovsd]"))
     if cfg.log_level not in LOG_LEVELS:
         raise ConfigError(f"{where}: log_level {cfg.log_level!r} is not one of "
                           f"{', '.join(LOG_LEVELS)}")
+    if cfg.metrics:
+        from ovsd.metrics import parse_address
+        try:
+            parse_address(cfg.metrics)
+        except ValueError as e:
+            raise ConfigError(f"{where} [ovsd] metrics: {e}") from None
+    if not 0 <= cfg.ovsdb_tcp <= 65535 or isinstance(cfg.ovsdb_tcp, bool):
+        raise ConfigError(f"{where} [ovsd] ovsdb_tcp: {cfg.ovsdb_tcp!r} is not a TCP port "
+                          "(1 to 65535; 0 or absent: off)")
     for k, v in data.get("other_config", {}).items():
         if not isinstance(v, str):
             raise ConfigError(f"{where}: [other_config] {k} must be a string, got {v!r}")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ovsd.config import LOG_LEVELS, Config, ConfigError, load_config
 from ovsd.metrics import address_arg as metrics_address
+from ovsd.metrics import parse_address
 
 log = logging.getLogger("ovsd")
 
@@ -41,10 +42,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--log-level", choices=LOG_LEVELS, help="default: from --config, else info")
     p.add_argument("--ovsdb-tcp", type=int, metavar="PORT",
                    help="also serve OVSDB on 127.0.0.1:PORT (ptcp:PORT:127.0.0.1); "
-                   "RUNDIR/db.sock is always served")
+                   "RUNDIR/db.sock is always served (default: from --config, else off)")
     p.add_argument("--metrics", type=metrics_address, metavar="[ADDR:]PORT",
                    help="serve Prometheus metrics at http://ADDR:PORT/metrics (ADDR: "
-                   "an IP address, default 127.0.0.1; PORT 0: any free port, logged)")
+                   "an IP address, default 127.0.0.1; PORT 0: any free port, logged; "
+                   "default: from --config, else off)")
     return p.parse_args(argv)
 
 
@@ -172,7 +174,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"ovsd: {e}", file=sys.stderr)
         sys.exit(1)
     try:
-        asyncio.run(serve(cfg, args.ovsdb_tcp, args.metrics))
+        metrics = args.metrics or (parse_address(cfg.metrics) if cfg.metrics else None)
+        ovsdb_tcp = args.ovsdb_tcp if args.ovsdb_tcp is not None else (cfg.ovsdb_tcp or None)
+        asyncio.run(serve(cfg, ovsdb_tcp, metrics))
     except StartupError as e:
         log.error("%s", e)
         sys.exit(1)

@@ -195,6 +195,10 @@ def test_config_bridge_with_its_own_flows(daemons, tmp_path):
     ("[ovsd\n", "is not valid TOML"),
     ('[ovsd]\nlog_level = "loud"\n', "log_level 'loud' is not one of"),
     ('[[bridge]]\nflows = ["actions=drop"]\n', "needs a name"),
+    ('[ovsd]\nmetrics = "10.0.0.1:99999"\n', "[ovsd] metrics: '10.0.0.1:99999': the port must be a number"),
+    ('[ovsd]\nmetrics = 9100\n', "'metrics' must be a str"),
+    ('[ovsd]\novsdb_tcp = 70000\n', "ovsdb_tcp: 70000 is not a TCP port"),
+    ('[ovsd]\nmetric = "9100"\n', "unknown key [ovsd] 'metric'"),
 ])
 def test_bad_config_file(tmp_path, content, message):
     cfg = tmp_path / "bad.toml"

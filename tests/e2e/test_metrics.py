@@ -366,3 +366,12 @@ def test_silent_client_does_not_block_scrapes(served):
     finally:
         for s in silent:
             s.close()
+
+
+def test_metrics_address_from_the_config_file(daemons, tmp_path):
+    """`metrics` in the [ovsd] section serves like --metrics (which overrides it)."""
+    cfg = tmp_path / "m.toml"
+    cfg.write_text('[ovsd]\nmetrics = "127.0.0.1:0"\n')
+    d = daemons.start(None, "--config", str(cfg))
+    port = metrics_port(d)
+    assert ("ovsd_bridges", labels()) in scrape(port)

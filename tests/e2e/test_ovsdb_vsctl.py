@@ -318,11 +318,17 @@ def test_server_database_and_echo_from_the_server_side(d):
     c.close()
 
 
-def test_ptcp_on_loopback(daemons):
+@pytest.mark.parametrize("from_config", [False, True], ids=["option", "config-file"])
+def test_ptcp_on_loopback(daemons, tmp_path, from_config):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    d = daemons.start(None, "--ovsdb-tcp", str(port))
+    if from_config:
+        cfg = tmp_path / "tcp.toml"
+        cfg.write_text(f"[ovsd]\novsdb_tcp = {port}\n")
+        d = daemons.start(None, "--config", str(cfg))
+    else:
+        d = daemons.start(None, "--ovsdb-tcp", str(port))
     wait_db(d)
     proc = subprocess.run([VSCTL, f"--db=tcp:127.0.0.1:{port}", "--timeout=30",
                            "add-br", "brt"], capture_output=True, text=True, timeout=60)
