@@ -1,0 +1,38 @@
+"""A slow path that fails costs the packet, never the PMD: the datapath counts
+it as upcall_failed (drop-stats), logs it, and keeps forwarding.  ovsd's
+upcalls run in the PMD itself, so the only way one fails is a bug in xlate:
+here an upcall that raises stands in for that bug."""
+
+from __future__ import annotations
+
+import logging
+import struct
+
+from ovsd.dpif import drops as D
+from ovsd.dpif.datapath import Datapath
+
+
+def udp_frame(sport: int) -> bytes:
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 1, 0, 64, 17, 0,
+                     bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
+    return (bytes.fromhex("020000000002020000000001") + b"\x08\x00" + ip
+            + struct.pack("!HHHH", sport, 80, 8, 0) + bytes(18))
+
+
+def test_a_failing_upcall_is_counted_and_the_next_packets_still_go_up(caplog):
+    calls = []
+
+    def upcall(key, frame):
+        calls.append(key)
+        if len(calls) <= 2:
+            raise RuntimeError("xlate bug")
+        return None   # a slow path that gives up without raising: counted the same
+
+    dp = Datapath(upcall)
+    with caplog.at_level(logging.ERROR, logger="ovsd.dpif"):
+        dp.process(1, [udp_frame(1000), udp_frame(1001), udp_frame(1002)])
+    assert len(calls) == 3
+    assert dp.drops[(1, D.UPCALL_FAILED)] == 3
+    assert dp.stats.n_lost == 3 and dp.stats.n_upcalls == 3
+    assert caplog.text.count("upcall failed; dropping the packet") == 2
+    assert "RuntimeError: xlate bug" in caplog.text
