@@ -259,11 +259,23 @@ class Datapath:
         return rest
 
     def _full_walk(self, in_port: int, frames: list, batches: dict) -> None:
+        keys = extract_keys(frames, in_port)
+        subtables = self.megaflows.order
+        if len(subtables) == 1:
+            # With one subtable the megaflow lookup is one masked probe of a
+            # small dict: the EMC, one probe of a big one plus insertions on
+            # its misses, cannot make it cheaper, and with more flows than it
+            # holds it thrashes (afpacket-10k).  So it is bypassed, up to the
+            # first miss: the upcall may add a subtable, and the rest of the
+            # burst takes the full walk.
+            done = self._one_subtable_walk(frames, keys, subtables[0], batches)
+            if done == len(frames):
+                return
+            frames, keys = frames[done:], keys[done:]
         stats = self.stats
         emc = self.emc.entries
-        subtables = self.megaflows.order
         n_emc = n_mf = n_misses = 0
-        for frame, key in zip(frames, extract_keys(frames, in_port)):
+        for frame, key in zip(frames, keys):
             flow = emc.get(key)
             if flow is None or flow.dead:
                 # The megaflow lookup, inline: a method call per packet costs
@@ -292,6 +304,26 @@ class Datapath:
         # Subtables visited per megaflow hit (pmd-stats-show); a miss visits
         # them all, which counts here too, as in OVS.
         self.megaflows.subtable_probes += n_mf + n_misses
+
+    def _one_subtable_walk(self, frames: list, keys: list, st, batches: dict) -> int:
+        """Megaflow hits in the only subtable, up to the first miss; returns how
+        many frames were placed in batches."""
+        flows, mask = st.flows, st.mask
+        n = 0
+        for frame, key in zip(frames, keys):
+            flow = flows.get(key & mask)
+            if flow is None:
+                break
+            n += 1
+            batch = batches.get(flow)
+            if batch is None:
+                batches[flow] = [frame]
+            else:
+                batch.append(frame)
+        st.hits += n
+        self.stats.n_megaflow_hit += n
+        self.megaflows.subtable_probes += n
+        return n
 
     def _miss(self, key: int, frame, in_port: int) -> DpFlow | None:
         if not key & _IN_PORT_MASK:  # a runt (extract_keys): nothing to translate
