@@ -16,12 +16,13 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import threading
 import time
 
 import pytest
 
-from tests.daemon import Daemon
+from tests.daemon import Daemon, tool
 from tests.e2e.conftest import wait_serving
 from tests.integration import netns as N
 from tests.interop.hugepages import HugepageError, ensure_hugepages
@@ -158,6 +159,40 @@ def test_frames_cross_ovsd_counted_exactly(daemon, tmp_path, client, queues, mrg
             assert a["rx_packets"] - b["rx_packets"] == n // 2
             assert a["tx_packets"] - b["tx_packets"] == n // 2
             assert a["tx_dropped"] == b["tx_dropped"]
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None,
+                    reason="tshark is not installed (make test installs it)")
+def test_capture_on_a_vhost_port_with_testpmd(daemon, tmp_path):
+    """`ofctl capture` of a port whose frontend is testpmd (what tcpdump cannot
+    see): every frame testpmd sent into the port and every frame ovsd put into
+    testpmd's receive ring, flagged by direction in a pcapng tshark reads."""
+    out = tmp_path / "vh.pcapng"
+    with Pair(daemon, tmp_path, client=False, queues=1, mrg=True) as pair:
+        proc = subprocess.Popen(
+            tool("ofctl") + ["--rundir", str(daemon.rundir), "capture", pair.names[0],
+                             "-c", "200", "-w", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(1.0)   # capture_start has returned: the PMD has the tap
+            assert proc.poll() is None, proc.stderr.read()
+            start = received(pair.pmd)
+            assert pair.pmd.send_exact(200) == 200
+            expected = {0: 100, 1: 100}
+            assert receive_all(pair.pmd, start, expected) == expected
+            assert proc.wait(timeout=20) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert "200 packets captured, 0 lost" in proc.stderr.read()
+    rows = subprocess.run(["tshark", "-r", str(out), "-T", "fields",
+                           "-e", "frame.packet_flags_direction", "-e", "udp.length"],
+                          capture_output=True, text=True, timeout=60, check=True).stdout
+    directions = sorted(int(line.split("\t")[0], 16) for line in rows.splitlines())
+    # pcapng epb_flags: 1 inbound (testpmd port 0 sent), 2 outbound (to port 0)
+    assert directions == [1] * 100 + [2] * 100
+    assert all(line.split("\t")[1] for line in rows.splitlines()), "not UDP as sent"
 
 
 def test_show_and_vhost_show_report_the_state(daemon, tmp_path):
