@@ -17,9 +17,11 @@ outrun: whichever of the two cores is slower sets the pace.
   ports' MAC addresses; testpmd in ``mac`` mode, each port's ``--eth-peer``
   the other port's address, so every frame is unicast to a learned MAC.
 
-The same setup runs with ovsd and with OVS-DPDK (Debian's ovs-vswitchd-dpdk,
-private instance: bench/ovs_dpdk.py), one after the other in each round, the
-order rotating; every run starts the switch and testpmd afresh.  Per scenario:
+The same setup runs with ovsd, with ovsd while `ofctl capture` records both
+directions of port 1 (what a capture costs forwarding), and with OVS-DPDK
+(Debian's ovs-vswitchd-dpdk, private instance: bench/ovs_dpdk.py), one after
+the other in each round, the order rotating; every run starts the switch and
+testpmd afresh.  Per scenario:
 the median Mpps of each, the ratio of the runs done side by side, ovsd's time
 per packet from ``ofctl pmd-stats-show`` and OVS-DPDK's from its cycle counts.
 
@@ -286,7 +288,29 @@ class OvsDpdkSwitch:
                 ovs.close()
 
 
-CONTENDERS = (Ovsd, OvsDpdkSwitch)
+class OvsdCapturing(Ovsd):
+    label = "ovsd capturing"
+
+    @staticmethod
+    @contextlib.contextmanager
+    def running(workdir: Path, socks: list[Path], flows: tuple[str, ...]
+                ) -> Iterator[OvsdHandle]:
+        with Ovsd.running(workdir, socks, flows) as handle:
+            capture = subprocess.Popen(
+                [str(BIN / "ofctl"), "--rundir", str(handle.rundir), "capture",
+                 handle.ports[0], "-w", str(workdir / "capture.pcapng")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            try:
+                time.sleep(1.0)   # capture_start has returned: the PMD has the tap
+                if capture.poll() is not None:
+                    raise ContenderError(f"ofctl capture ended at once: "
+                                         f"{capture.stderr.read().strip()}")
+                yield handle
+            finally:
+                topo_mod.stop_pids([capture.pid], signal.SIGINT, timeout=10.0, reap=capture)
+
+
+CONTENDERS = (Ovsd, OvsdCapturing, OvsDpdkSwitch)
 
 
 # -- one run --------------------------------------------------------------------------
@@ -378,7 +402,7 @@ def run_rounds(setup: Setup, contenders: list) -> tuple[dict[str, list[Trial]],
                 continue
             results[contender.label].append(trial)
             ports = ", ".join(f"port {p} {v / 1e6:.3f}" for p, v in sorted(trial.rx_pps.items()))
-            print(f"  round {rnd + 1}/{RUNS} {contender.label:<9} {trial.mpps:6.3f} Mpps "
+            print(f"  round {rnd + 1}/{RUNS} {contender.label:<14} {trial.mpps:6.3f} Mpps "
                   f"({ports}; {trial.rx_packets / trial.seconds / 1e6:.3f} Mpps from the "
                   "packet counts)", flush=True)
     return results, errors
@@ -415,7 +439,7 @@ def print_report(setup: Setup, results: dict[str, list[Trial]], errors: dict[str
     n = max(map(len, results.values()), default=0)
     print(f"\nmedians of {n} runs of {WINDOW:.1f} s after a {WARMUP:.1f} s warm-up "
           f"(Mpps: testpmd's Rx-pps summed over both ports):")
-    print(f"{'contender':<11}{'Mpps':>8}{'ns/pkt':>9}{'PMD idle':>10}   per run")
+    print(f"{'contender':<15}{'Mpps':>8}{'ns/pkt':>9}{'PMD idle':>10}   per run")
     for label, trials in results.items():
         if not trials:
             continue
@@ -423,10 +447,15 @@ def print_report(setup: Setup, results: dict[str, list[Trial]], errors: dict[str
         ns = _median([t.stats.get("ns_per_packet") for t in trials])
         idle = _median([t.stats.get("idle_share") for t in trials])
         runs = " ".join(f"{t.mpps:.3f}" for t in trials)
-        print(f"{label:<11}{_fmt(mpps, '.3f'):>8}{_fmt(ns, ',.0f'):>9}{_fmt(idle, '.1%'):>10}"
+        print(f"{label:<15}{_fmt(mpps, '.3f'):>8}{_fmt(ns, ',.0f'):>9}{_fmt(idle, '.1%'):>10}"
               f"   {runs}")
     for label, error in errors.items():
         print(f"{label}: failed: {error}")
+    capturing = paired_ratios(results, OvsdCapturing.label, Ovsd.label)
+    if capturing:
+        print(f"ratio ovsd capturing port 1 / ovsd (same rounds): "
+              f"{statistics.median(capturing):.2f} (per round: "
+              f"{' '.join(f'{r:.2f}' for r in capturing)})")
     ratios = paired_ratios(results, Ovsd.label, OvsDpdkSwitch.label)
     if ratios:
         med = statistics.median(ratios)
