@@ -10,6 +10,7 @@ SCENARIOS = {
     "vhost-p2p": "bench.scenario_vhost:run_p2p",
     "vhost-p2p-normal": "bench.scenario_vhost:run_p2p_normal",
     "vring-micro": "bench.vring_micro:run",
+    "drop-accounting": "bench.drop_accounting:run",
 }
 
 
