@@ -66,43 +66,40 @@ class Tap:
         return packets, lost
 
 
-class Taps:
-    """The taps of one Datapath, by datapath port."""
-
-    def __init__(self) -> None:
-        self.by_port: dict[int, list[Tap]] = {}
+class Taps(dict):
+    """The taps of one Datapath: datapath port -> its taps.  A dict, so that the
+    test every burst makes (``if dp.taps:``) is a C-level truth test: with no
+    capture running that test is all the fast path pays."""
 
     def set(self, taps: list[dict]) -> None:
         by_port: dict[int, list[Tap]] = {}
-        old = {t.id: t for ts in self.by_port.values() for t in ts}
+        old = {t.id: t for ts in self.values() for t in ts}
         for d in taps:
             tap = old.get(d["id"]) or Tap.from_dict(d)
             by_port.setdefault(tap.odp, []).append(tap)
-        self.by_port = by_port
-
-    def __bool__(self) -> bool:
-        return bool(self.by_port)
+        self.clear()
+        self.update(by_port)
 
     def rx(self, odp: int, frames: list) -> None:
-        for tap in self.by_port.get(odp, ()):
+        for tap in self.get(odp, ()):
             if tap.rx:
                 tap.see(frames, RX)
 
     def tx(self, odp: int, frames: list) -> None:
-        for tap in self.by_port.get(odp, ()):
+        for tap in self.get(odp, ()):
             if tap.tx:
                 tap.see(frames, TX)
 
     def dropped(self, odp: int, frames: list, reason: str) -> None:
         """Frames received on ``odp`` that the datapath dropped, with the reason."""
-        for tap in self.by_port.get(odp, ()):
+        for tap in self.get(odp, ()):
             if tap.rx:
                 tap.see(frames, RX, reason)
 
     def drain(self) -> list[list]:
         """[[tap id, packets, lost], ...] of the taps that have something."""
         out = []
-        for taps in self.by_port.values():
+        for taps in self.values():
             for tap in taps:
                 if tap.packets or tap.lost:
                     packets, lost = tap.take()
