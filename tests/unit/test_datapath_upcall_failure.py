@@ -36,3 +36,40 @@ def test_a_failing_upcall_is_counted_and_the_next_packets_still_go_up(caplog):
     assert dp.stats.n_lost == 3 and dp.stats.n_upcalls == 3
     assert caplog.text.count("upcall failed; dropping the packet") == 2
     assert "RuntimeError: xlate bug" in caplog.text
+
+
+def test_upcall_failed_reaches_drop_stats(tmp_path, monkeypatch):
+    """The same through a whole switch with dummy ports: inject, then the
+    drop_stats method (what `ofctl drop-stats` prints) names the reason."""
+    import asyncio
+
+    from ovsd.config import Config
+    from ovsd.db.store import Database
+    from ovsd.pmds import PmdManager
+    from ovsd.rpc import methods
+    from ovsd.switch import Switch
+
+    async def no_cores(self, cores):   # this test starts no PMD processes
+        return None
+    monkeypatch.setattr(PmdManager, "set_cores", no_cores)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        db = Database(None)
+        switch = Switch(db, Config(rundir=str(tmp_path)))
+        with db.transaction() as txn:
+            br = txn.insert("Bridge", {"name": "br0", "datapath_type": "netdev"})
+            txn.mutate_add("Open_vSwitch", txn.root_uuid, "bridges", [br])
+        for n, name in enumerate(("p1", "p2"), 1):
+            methods.add_port(switch, "br0", name, ["type=dummy", f"ofport_request={n}"])
+        methods.add_flow(switch, "br0", "in_port=1,actions=output:2")
+
+        def broken(key, frame):
+            raise RuntimeError("xlate bug")
+        switch.backer.dp.upcall = broken
+        methods.inject(switch, "br0", "p1", udp_frame(7).hex())
+        report = methods.drop_stats(switch, "p1")
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+    assert report["total"] == {D.UPCALL_FAILED: 1}, report
