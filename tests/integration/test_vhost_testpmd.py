@@ -286,6 +286,18 @@ def test_vhost_to_veth_and_back(daemon, tmp_path):
             daemon.ofctl("del-flows", "br0")
 
 
+def forwards_exactly(d: Daemon, pmd: Testpmd, names) -> None:
+    """Both ports ready and testpmd's links up; 200 frames sent, 100 from each
+    testpmd port, arrive 100 at each, through ovsd's cross-connecting flows."""
+    for name in names:
+        wait_state(d, name, "ready")
+    for port in (0, 1):
+        pmd.wait_link_up(port)
+    start = received(pmd)
+    assert pmd.send_exact(200) == 200
+    assert receive_all(pmd, start, {0: 100, 1: 100}) == {0: 100, 1: 100}
+
+
 def test_restarted_ovsd_reconnects_to_a_running_testpmd(tmp_path):
     """testpmd keeps running in server mode while ovsd stops and starts again
     on the same rundir: the ports reconnect by themselves and traffic resumes,
@@ -307,23 +319,13 @@ def test_restarted_ovsd_reconnects_to_a_running_testpmd(tmp_path):
         pmd = Testpmd(vdevs, workdir=tmp_path, eal_args=TESTPMD_EAL)
         pmd.launch()
         pmd.wait_ready()
-        for name in ("vr0", "vr1"):
-            wait_state(d, name, "ready")
-        start = received(pmd)
-        assert pmd.send_exact(200) == 200
-        assert receive_all(pmd, start, {0: 100, 1: 100}) == {0: 100, 1: 100}
+        forwards_exactly(d, pmd, ("vr0", "vr1"))
         os.kill(d.proc.pid, signal.SIGKILL)  # no goodbye to the frontend
         d.proc.wait()
         d.stop()
         d = Daemon(run).start()
         wait_serving(d)  # the killed one left its socket file behind
-        for name in ("vr0", "vr1"):
-            wait_state(d, name, "ready")
-        for port in (0, 1):
-            pmd.wait_link_up(port)
-        start = received(pmd)
-        assert pmd.send_exact(200) == 200
-        assert receive_all(pmd, start, {0: 100, 1: 100}) == {0: 100, 1: 100}
+        forwards_exactly(d, pmd, ("vr0", "vr1"))
     finally:
         if pmd is not None:
             pmd.close()
@@ -390,13 +392,7 @@ def test_testpmd_killed_mid_traffic_and_while_starting(daemon, tmp_path):
             for name in names:
                 wait_state(d, name, "waiting")
         with Testpmd(vdevs, workdir=tmp_path, eal_args=TESTPMD_EAL) as pmd:
-            for name in names:
-                wait_state(d, name, "ready")
-            for port in (0, 1):
-                pmd.wait_link_up(port)
-            start = received(pmd)
-            assert pmd.send_exact(200) == 200
-            assert receive_all(pmd, start, {0: 100, 1: 100}) == {0: 100, 1: 100}
+            forwards_exactly(d, pmd, names)
     finally:
         for name in names:
             d.ofctl("--if-exists", "del-port", name)

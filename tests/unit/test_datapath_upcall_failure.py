@@ -5,11 +5,14 @@ here an upcall that raises stands in for that bug."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 
 from ovsd.dpif import drops as D
 from ovsd.dpif.datapath import Datapath
+from ovsd.rpc import methods
+from tests.support.switch import dummy_switch
 
 
 def udp_frame(sport: int) -> bytes:
@@ -38,38 +41,21 @@ def test_a_failing_upcall_is_counted_and_the_next_packets_still_go_up(caplog):
     assert "RuntimeError: xlate bug" in caplog.text
 
 
-def test_upcall_failed_reaches_drop_stats(tmp_path, monkeypatch):
+def test_upcall_failed_reaches_drop_stats(tmp_path):
     """The same through a whole switch with dummy ports: inject, then the
     drop_stats method (what `ofctl drop-stats` prints) names the reason."""
-    import asyncio
 
-    from ovsd.config import Config
-    from ovsd.db.store import Database
-    from ovsd.pmds import PmdManager
-    from ovsd.rpc import methods
-    from ovsd.switch import Switch
+    def broken(key, frame):
+        raise RuntimeError("xlate bug")
 
-    async def no_cores(self, cores):   # this test starts no PMD processes
-        return None
-    monkeypatch.setattr(PmdManager, "set_cores", no_cores)
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        db = Database(None)
-        switch = Switch(db, Config(rundir=str(tmp_path)))
-        with db.transaction() as txn:
-            br = txn.insert("Bridge", {"name": "br0", "datapath_type": "netdev"})
-            txn.mutate_add("Open_vSwitch", txn.root_uuid, "bridges", [br])
-        for n, name in enumerate(("p1", "p2"), 1):
-            methods.add_port(switch, "br0", name, ["type=dummy", f"ofport_request={n}"])
-        methods.add_flow(switch, "br0", "in_port=1,actions=output:2")
+    async def scenario() -> dict:
+        switch = dummy_switch(tmp_path)
+        try:
+            switch.backer.dp.upcall = broken
+            methods.inject(switch, "br0", "p1", udp_frame(7).hex())
+            return methods.drop_stats(switch, "p1")
+        finally:
+            await switch.close()
 
-        def broken(key, frame):
-            raise RuntimeError("xlate bug")
-        switch.backer.dp.upcall = broken
-        methods.inject(switch, "br0", "p1", udp_frame(7).hex())
-        report = methods.drop_stats(switch, "p1")
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
+    report = asyncio.run(scenario())
     assert report["total"] == {D.UPCALL_FAILED: 1}, report

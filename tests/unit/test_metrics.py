@@ -11,11 +11,10 @@ import gzip
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ovsd.config import Config
-from ovsd.db.store import Database
 from ovsd.metrics import MetricsServer, address_arg, parse_address
 from ovsd.rpc import methods
 from ovsd.switch import VERSION, Switch
+from tests.support.switch import dummy_switch
 
 FRAME = ("ffffffffffff02000000000108004500001c00014000401126ce0a0000010a000002"
          "04d2005000080000")
@@ -62,16 +61,7 @@ def test_bad_addresses_say_why(text, says):
 # -- a switch to serve ---------------------------------------------------------------
 
 def make_switch(tmp_path) -> Switch:
-    """A bridge without its internal port (no tap device) and two dummy ports."""
-    db = Database(None)
-    switch = Switch(db, Config(rundir=str(tmp_path)))
-    with db.transaction() as txn:
-        br = txn.insert("Bridge", {"name": "mbr", "datapath_type": "netdev"})
-        txn.mutate_add("Open_vSwitch", txn.root_uuid, "bridges", [br])
-    for n, name in enumerate(("p1", "p2"), 1):
-        methods.add_port(switch, "mbr", name, ["type=dummy", f"ofport_request={n}"])
-    methods.add_flow(switch, "mbr", "in_port=1,actions=output:2")
-    return switch
+    return dummy_switch(tmp_path, "mbr")
 
 
 async def http(port: int, request: bytes, timeout: float = 10.0) -> tuple[int, dict, bytes]:

@@ -108,24 +108,17 @@ def _in_order(num: int) -> bytes:
     return b
 
 
-#: Per burst size n: every flags field of n descriptors, and each set to WRITE.
+#: Per burst size n, as ints over n raw descriptors: every flags field, and
+#: every flags field set to WRITE.
 _FLAGS: dict[int, tuple[int, int]] = {}
 
 
-def _flags_mask(n: int) -> int:
-    f = _FLAGS.get(n) or _flags(n)
-    return f[0]
-
-
-def _write_flags(n: int) -> int:
-    f = _FLAGS.get(n) or _flags(n)
-    return f[1]
-
-
-def _flags(n: int) -> tuple[int, int]:
-    mask = int.from_bytes(_DESC.pack(0, 0, 0xFFFF, 0) * n, "little")
-    write = int.from_bytes(_DESC.pack(0, 0, VRING_DESC_F_WRITE, 0) * n, "little")
-    f = _FLAGS[n] = (mask, write)
+def _flag_words(n: int) -> tuple[int, int]:
+    f = _FLAGS.get(n)
+    if f is None:
+        f = _FLAGS[n] = (int.from_bytes(_DESC.pack(0, 0, 0xFFFF, 0) * n, "little"),
+                         int.from_bytes(_DESC.pack(0, 0, VRING_DESC_F_WRITE, 0) * n,
+                                        "little"))
     return f
 
 
@@ -427,7 +420,7 @@ class SplitVring:
 
     def _dequeue_run(self, h0: int, n: int, hdr_len: int) -> list[bytes] | None:
         raw = self._desc_run(h0, n)
-        if int.from_bytes(raw, "little") & _flags_mask(n):
+        if int.from_bytes(raw, "little") & _flag_words(n)[0]:
             return None   # chained, indirect or write-only: not one plain buffer
         vals = _descs_struct(n).unpack(raw)
         lens = vals[1::4]
@@ -447,7 +440,8 @@ class SplitVring:
         """Write each frame with a one-buffer header; the used entries, or None."""
         n = len(frames)
         raw = self._desc_run(heads[0], n)
-        if int.from_bytes(raw, "little") & _flags_mask(n) != _write_flags(n):
+        flags, all_write = _flag_words(n)
+        if int.from_bytes(raw, "little") & flags != all_write:
             return None
         vals = _descs_struct(n).unpack(raw)
         lens = vals[1::4]

@@ -63,12 +63,11 @@ def setup() -> None:
 def _build() -> None:
     """A fresh switch and OVSDB service: fuzzed requests pile up bridges,
     ports, flows and rows, so state is started over every RESET inputs."""
-    from ovsd.config import Config
     from ovsd.db.store import Database
     from ovsd.ovsdb.service import Service
     from ovsd.rpc import methods
     from ovsd.rpc.server import Dispatcher
-    from ovsd.switch import Switch
+    from tests.support.switch import dummy_switch
 
     old = _STATE.get("loop")
     if old is not None:
@@ -76,15 +75,7 @@ def _build() -> None:
     _STATE.clear()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    db = Database(None)
-    switch = Switch(db, Config(rundir=_RUNDIR[0]))
-    for n, name in enumerate(("p1", "p2"), 1):
-        with db.transaction() as txn:
-            if n == 1:
-                br = txn.insert("Bridge", {"name": "br0", "datapath_type": "netdev"})
-                txn.mutate_add("Open_vSwitch", txn.root_uuid, "bridges", [br])
-        methods.add_port(switch, "br0", name, ["type=dummy", f"ofport_request={n}"])
-    methods.add_flow(switch, "br0", "in_port=1,actions=output:2")
+    switch = dummy_switch(_RUNDIR[0])
     _STATE.update(n=0, loop=loop, switch=switch,
                   rpc=Dispatcher(methods.build_methods(switch), error_codes=methods.ERROR_CODES),
                   ovsdb=Service(Database(None)))
