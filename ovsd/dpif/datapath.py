@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import Callable, NamedTuple
 
 from ovsd.dpif import drops as D
@@ -42,6 +44,21 @@ MAX_PORTS = 65535
 BURST = 256
 IN_PORT_SHIFT = K.IN_PORT_SHIFT
 _IN_PORT_MASK = K.FIELDS["in_port"].mask
+# Counters of bursts forwarded whole (see Datapath._one_subtable_walk) reach
+# their flows at least this often, so a flow's ``used`` is late by no more.
+FOLD_INTERVAL = 0.1
+_OUT_PORT = attrgetter("out_port")
+
+
+def _one_port(found: list) -> int | None:
+    """The output port all the flows in ``found`` have as their only action,
+    if there is one (None: a flow does something else, or a frame missed)."""
+    try:
+        outs = list(map(_OUT_PORT, found))
+    except AttributeError:  # a miss: None has no out_port
+        return None
+    port = outs[0]
+    return port if port is not None and outs.count(port) == len(outs) else None
 
 
 class Upcall(NamedTuple):
@@ -111,6 +128,13 @@ class Datapath:
         self.megaflows = MegaflowCache()
         self.simple = SimpleMatch()
         self._seen_generation = generation()
+        # Packets not yet added to their flows' counters (see _count_whole):
+        # frame length -> Counter of flows, Counter of (flow, length) for
+        # bursts of mixed lengths, and when the last of them arrived.
+        self._pending: dict[int, Counter] = {}
+        self._pending_mixed: Counter = Counter()
+        self._pending_used = 0.0
+        self._folded = 0.0
 
     # -- ports ----------------------------------------------------------------
 
@@ -141,6 +165,7 @@ class Datapath:
 
     def flush(self) -> None:
         """Forget every cached flow (revalidation by starting over)."""
+        self._fold()
         if self.on_flow_removed is not None:
             for f in self.megaflows.flows():
                 self.on_flow_removed(f)
@@ -150,10 +175,30 @@ class Datapath:
         self._seen_generation = self.generation()
 
     def flows(self) -> list[DpFlow]:
+        """The cached flows, with up-to-date counters."""
+        self._fold()
         return self.megaflows.flows()
+
+    def _fold(self) -> None:
+        """Add the packets counted per burst (not yet per flow) to their flows.
+        Everything that reads flow counters goes through here first."""
+        used = self._pending_used
+        for length, by_flow in self._pending.items():
+            for flow, count in by_flow.items():
+                flow.n_packets += count
+                flow.n_bytes += count * length
+                flow.used = used
+        self._pending.clear()
+        for (flow, length), count in self._pending_mixed.items():
+            flow.n_packets += count
+            flow.n_bytes += count * length
+            flow.used = used
+        self._pending_mixed.clear()
+        self._folded = self._pending_used
 
     def expire(self, max_idle: float) -> int:
         """Remove megaflows idle for ``max_idle`` seconds; returns how many."""
+        self._fold()
         cutoff = self.clock() - max_idle
         old = [f for f in self.megaflows.flows() if max(f.used, f.created) < cutoff]
         for f in old:
@@ -171,16 +216,16 @@ class Datapath:
             self.flush()
         stats = self.stats
         batches: dict[DpFlow, list] = {}
+        outputs: dict[int, list] = {}
+        now = self.clock()
         simple = self.simple.tables(in_port)
         if simple is not None:
             frames = self._simple_walk(in_port, frames, simple, batches)
         stats.n_packets += len(frames)
         if frames:
-            self._full_walk(in_port, frames, batches)
-        outputs: dict[int, list] = {}
+            self._full_walk(in_port, frames, batches, outputs, now)
         if self.taps:
             self._tap_rx(in_port, batches)
-        now = self.clock()
         for flow, batch in batches.items():
             nb = len(batch)
             flow.n_packets += nb
@@ -258,7 +303,8 @@ class Datapath:
         self.stats.n_simple_hit += n
         return rest
 
-    def _full_walk(self, in_port: int, frames: list, batches: dict) -> None:
+    def _full_walk(self, in_port: int, frames: list, batches: dict, outputs: dict,
+                   now: float) -> None:
         keys = extract_keys(frames, in_port)
         subtables = self.megaflows.order
         if len(subtables) == 1:
@@ -268,7 +314,7 @@ class Datapath:
             # holds it thrashes (afpacket-10k).  So it is bypassed, up to the
             # first miss: the upcall may add a subtable, and the rest of the
             # burst takes the full walk.
-            done = self._one_subtable_walk(frames, keys, subtables[0], batches)
+            done = self._one_subtable_walk(frames, keys, subtables[0], batches, outputs, now)
             if done == len(frames):
                 return
             frames, keys = frames[done:], keys[done:]
@@ -305,25 +351,57 @@ class Datapath:
         # them all, which counts here too, as in OVS.
         self.megaflows.subtable_probes += n_mf + n_misses
 
-    def _one_subtable_walk(self, frames: list, keys: list, st, batches: dict) -> int:
+    def _one_subtable_walk(self, frames: list, keys: list, st, batches: dict, outputs: dict,
+                           now: float) -> int:
         """Megaflow hits in the only subtable, up to the first miss; returns how
-        many frames were placed in batches."""
-        flows, mask = st.flows, st.mask
-        n = 0
-        for frame, key in zip(frames, keys):
-            flow = flows.get(key & mask)
-            if flow is None:
-                break
-            n += 1
-            batch = batches.get(flow)
-            if batch is None:
-                batches[flow] = [frame]
+        many frames were placed in batches or outputs.
+
+        Many flows with few packets each per burst (afpacket-10k: most
+        batches hold one frame) make the per-flow work of process() a
+        per-packet cost.  So when every frame hits and every flow found
+        outputs to the same single port, the burst goes to that port as it
+        is, and its packets are counted per flow in C (_count_whole); _fold()
+        adds them to the flows before anything reads a flow's counters.
+        A capture needs the per-flow batches, and eager_stats credits
+        rules after each burst: both take the per-flow way."""
+        found = list(map(st.flows.get, [key & st.mask for key in keys]))
+        port = None if self.taps or self.eager_stats else _one_port(found)
+        if port is not None:
+            self._count_whole(found, frames, now)
+            out = outputs.get(port)
+            if out is None:
+                outputs[port] = list(frames)  # the caller's list stays the caller's
             else:
-                batch.append(frame)
+                out.extend(frames)
+            n = len(frames)
+        else:
+            n = found.index(None) if None in found else len(found)
+            for frame, flow in zip(frames, found[:n]):
+                batch = batches.get(flow)
+                if batch is None:
+                    batches[flow] = [frame]
+                else:
+                    batch.append(frame)
         st.hits += n
         self.stats.n_megaflow_hit += n
         self.megaflows.subtable_probes += n
         return n
+
+    def _count_whole(self, found: list, frames: list, now: float) -> None:
+        """Count a burst forwarded whole: packets per flow by Counter (in C),
+        kept by frame length so that bytes follow; _fold() moves them to the
+        flows."""
+        lens = list(map(len, frames))
+        if lens.count(lens[0]) == len(lens):
+            by_len = self._pending.get(lens[0])
+            if by_len is None:
+                by_len = self._pending[lens[0]] = Counter()
+            by_len.update(found)
+        else:
+            self._pending_mixed.update(zip(found, lens))
+        self._pending_used = now
+        if now - self._folded > FOLD_INTERVAL:
+            self._fold()
 
     def _miss(self, key: int, frame, in_port: int) -> DpFlow | None:
         if not key & _IN_PORT_MASK:  # a runt (extract_keys): nothing to translate

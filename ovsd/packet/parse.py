@@ -182,7 +182,7 @@ def extract_keys(frames: Iterable, in_port: int = 0, *, _from_bytes=int.from_byt
         # half as much again.
         n = len(frame)
         if n >= 48:
-            image = _from_bytes(frame[:48], "big")
+            image = _from_bytes(frame[:48])  # big-endian, the default: no argument to parse
             sig = image & _sig_mask
             if sig == _sig_udp:
                 if 28 <= (frame[16] << 8 | frame[17]) <= n - 14 and n <= 0xFFFF:
