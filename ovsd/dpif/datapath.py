@@ -44,7 +44,7 @@ MAX_PORTS = 65535
 BURST = 256
 IN_PORT_SHIFT = K.IN_PORT_SHIFT
 _IN_PORT_MASK = K.FIELDS["in_port"].mask
-# Counters of bursts forwarded whole (see Datapath._one_subtable_walk) reach
+# Counters of bursts forwarded whole (see Datapath._place) reach
 # their flows at least this often, so a flow's ``used`` is late by no more.
 FOLD_INTERVAL = 0.1
 _OUT_PORT = attrgetter("out_port")
@@ -305,21 +305,36 @@ class Datapath:
 
     def _full_walk(self, in_port: int, frames: list, batches: dict, outputs: dict,
                    now: float) -> None:
+        """The flow of every frame (key extraction, then the caches), then
+        each frame placed by its flow (_place)."""
         keys = extract_keys(frames, in_port)
         subtables = self.megaflows.order
-        if len(subtables) == 1:
+        if len(subtables) != 1:
+            found = self._emc_walk(in_port, frames, keys)
+        else:
             # With one subtable the megaflow lookup is one masked probe of a
             # small dict: the EMC, one probe of a big one plus insertions on
             # its misses, cannot make it cheaper, and with more flows than it
             # holds it thrashes (afpacket-10k).  So it is bypassed, up to the
             # first miss: the upcall may add a subtable, and the rest of the
-            # burst takes the full walk.
-            done = self._one_subtable_walk(frames, keys, subtables[0], batches, outputs, now)
-            if done == len(frames):
-                return
-            frames, keys = frames[done:], keys[done:]
-        stats = self.stats
+            # burst takes the EMC walk.
+            st = subtables[0]
+            found = list(map(st.flows.get, [key & st.mask for key in keys]))
+            n = found.index(None) if None in found else len(found)
+            st.hits += n
+            self.stats.n_megaflow_hit += n
+            self.megaflows.subtable_probes += n
+            if n < len(found):
+                found[n:] = self._emc_walk(in_port, frames[n:], keys[n:])
+        self._place(frames, found, batches, outputs, now)
+
+    def _emc_walk(self, in_port: int, frames: list, keys: list) -> list:
+        """The flow of each frame through the EMC, the megaflow subtables and
+        upcalls; None for a frame the datapath dropped."""
+        subtables = self.megaflows.order
         emc = self.emc.entries
+        found = []
+        put = found.append
         n_emc = n_mf = n_misses = 0
         for frame, key in zip(frames, keys):
             flow = emc.get(key)
@@ -336,35 +351,32 @@ class Datapath:
                 else:
                     flow = self._miss(key, frame, in_port)
                     if flow is None:
+                        put(None)
                         continue
                 self.emc.maybe_insert(key, flow)
             else:
                 n_emc += 1
-            batch = batches.get(flow)
-            if batch is None:
-                batches[flow] = [frame]
-            else:
-                batch.append(frame)
-        stats.n_emc_hit += n_emc
-        stats.n_megaflow_hit += n_mf
+            put(flow)
+        self.stats.n_emc_hit += n_emc
+        self.stats.n_megaflow_hit += n_mf
         # Subtables visited per megaflow hit (pmd-stats-show); a miss visits
         # them all, which counts here too, as in OVS.
         self.megaflows.subtable_probes += n_mf + n_misses
+        return found
 
-    def _one_subtable_walk(self, frames: list, keys: list, st, batches: dict, outputs: dict,
-                           now: float) -> int:
-        """Megaflow hits in the only subtable, up to the first miss; returns how
-        many frames were placed in batches or outputs.
+    def _place(self, frames: list, found: list, batches: dict, outputs: dict,
+               now: float) -> None:
+        """Each frame into its flow's batch (``found[i]`` is the flow of
+        ``frames[i]``, None when it was dropped).
 
-        Many flows with few packets each per burst (afpacket-10k: most
-        batches hold one frame) make the per-flow work of process() a
-        per-packet cost.  So when every frame hits and every flow found
-        outputs to the same single port, the burst goes to that port as it
-        is, and its packets are counted per flow in C (_count_whole); _fold()
-        adds them to the flows before anything reads a flow's counters.
-        A capture needs the per-flow batches, and eager_stats credits
-        rules after each burst: both take the per-flow way."""
-        found = list(map(st.flows.get, [key & st.mask for key in keys]))
+        With many flows of few packets each per burst (afpacket-10k: most
+        batches would hold one frame) the per-flow work of process() is a
+        per-packet cost.  So when all the flows found output to the same
+        single port, the burst goes to that port as it is, and its packets
+        are counted per flow in C (_count_whole); _fold() adds them to the
+        flows before anything reads a flow's counters.  A capture needs the
+        per-flow batches, and eager_stats credits rules after each burst:
+        both take the per-flow way."""
         port = None if self.taps or self.eager_stats else _one_port(found)
         if port is not None:
             self._count_whole(found, frames, now)
@@ -373,19 +385,15 @@ class Datapath:
                 outputs[port] = list(frames)  # the caller's list stays the caller's
             else:
                 out.extend(frames)
-            n = len(frames)
-        else:
-            n = found.index(None) if None in found else len(found)
-            for frame, flow in zip(frames, found[:n]):
-                batch = batches.get(flow)
-                if batch is None:
-                    batches[flow] = [frame]
-                else:
-                    batch.append(frame)
-        st.hits += n
-        self.stats.n_megaflow_hit += n
-        self.megaflows.subtable_probes += n
-        return n
+            return
+        for frame, flow in zip(frames, found):
+            if flow is None:
+                continue
+            batch = batches.get(flow)
+            if batch is None:
+                batches[flow] = [frame]
+            else:
+                batch.append(frame)
 
     def _count_whole(self, found: list, frames: list, now: float) -> None:
         """Count a burst forwarded whole: packets per flow by Counter (in C),

@@ -1,5 +1,5 @@
-"""A burst whose frames all hit the only megaflow subtable and all go to one
-port is forwarded as one list, and its packets are counted per flow only when
+"""A burst whose frames all go to one port by flows that do nothing else
+is forwarded as one list, and its packets are counted per flow only when
 something reads flow counters (Datapath._count_whole and _fold): expiry,
 flush (crediting the OpenFlow rules) and captures must not notice."""
 
@@ -131,3 +131,20 @@ def test_a_capture_sees_each_frame_with_its_direction():
     assert sorted(p[2] for p in got[1]) == sorted(frames)
     assert sorted(p[2] for p in got[2]) == sorted(frames)
     assert by_sport(dp.flows())[1000] == (12, 12 * len(frames[0]))
+
+
+def test_with_several_subtables_the_burst_still_leaves_whole():
+    low_src = 1 << K.FIELDS["nw_src"].offset
+    sink = Sink()
+    dp = Datapath(lambda key, frame: Upcall(
+        (output(2),), MASK | (K.FIELDS["nw_src"].mask if key & low_src else low_src)))
+    dp.add_port("p1", Sink(), 1)
+    dp.add_port("p2", sink, 2)
+    frames = [udp_frame(1000 + i % 7) for i in range(40)]
+    frames += [f[:29] + b"\x02" + f[30:] for f in frames]  # source 10.0.0.2: even
+    dp.process(1, frames)
+    assert dp.megaflows.n_subtables == 2
+    sink.bursts.clear()
+    dp.process(1, frames)
+    assert sink.bursts == [frames]
+    assert sum(f.n_packets for f in dp.flows()) == 160
