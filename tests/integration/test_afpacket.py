@@ -201,6 +201,24 @@ def test_rx_burst_returns_exactly_the_frames_sent_in_order(link, port):
 
 
 @needs_netns
+def test_one_burst_takes_frames_from_every_block_handed_over(link, port):
+    # Light traffic: each frame lands in a block of its own (the kernel hands
+    # a block over 1 ms after opening it).  One burst must return them all,
+    # or a PMD that polls the queue less often than once a millisecond
+    # falls behind until the ring overflows.
+    dev = port(link.outer)
+    sender = link.inner_socket()
+    frames = [frame(i, 60) for i in range(12)]
+    for f in frames:
+        sender.send(f)
+        time.sleep(0.004)
+    time.sleep(0.05)
+    assert dev.rx_burst(0, 32) == frames
+    assert dev.rx_burst(0, 32) == []
+    assert dev.stats.rx_packets == 12
+
+
+@needs_netns
 def test_vlan_tags_the_kernel_takes_out_are_put_back(link, port):
     dev = port(link.outer)
     tagged = DST + SRC + b"\x81\x00\x20\x64" + frame(1, 60)[12:]
