@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, fields
 from operator import attrgetter
 from typing import Callable, NamedTuple
@@ -131,7 +131,7 @@ class Datapath:
         # Packets not yet added to their flows' counters (see _count_whole):
         # frame length -> Counter of flows, Counter of (flow, length) for
         # bursts of mixed lengths, and when the last of them arrived.
-        self._pending: dict[int, Counter] = {}
+        self._pending: defaultdict[int, Counter] = defaultdict(Counter)
         self._pending_mixed: Counter = Counter()
         self._pending_used = 0.0
         self._folded = 0.0
@@ -182,19 +182,18 @@ class Datapath:
     def _fold(self) -> None:
         """Add the packets counted per burst (not yet per flow) to their flows.
         Everything that reads flow counters goes through here first."""
+        pending = self._pending
+        for (flow, length), count in self._pending_mixed.items():
+            pending[length][flow] += count
+        self._pending_mixed.clear()
         used = self._pending_used
-        for length, by_flow in self._pending.items():
+        for length, by_flow in pending.items():
             for flow, count in by_flow.items():
                 flow.n_packets += count
                 flow.n_bytes += count * length
                 flow.used = used
-        self._pending.clear()
-        for (flow, length), count in self._pending_mixed.items():
-            flow.n_packets += count
-            flow.n_bytes += count * length
-            flow.used = used
-        self._pending_mixed.clear()
-        self._folded = self._pending_used
+        pending.clear()
+        self._folded = used
 
     def expire(self, max_idle: float) -> int:
         """Remove megaflows idle for ``max_idle`` seconds; returns how many."""
@@ -380,11 +379,9 @@ class Datapath:
         port = None if self.taps or self.eager_stats else _one_port(found)
         if port is not None:
             self._count_whole(found, frames, now)
-            out = outputs.get(port)
-            if out is None:
-                outputs[port] = list(frames)  # the caller's list stays the caller's
-            else:
-                out.extend(frames)
+            # The burst's first placing (outputs is empty): a copy, since
+            # process() extends output lists and the caller's list is its own.
+            outputs[port] = list(frames)
             return
         for frame, flow in zip(frames, found):
             if flow is None:
@@ -401,10 +398,7 @@ class Datapath:
         flows."""
         lens = list(map(len, frames))
         if lens.count(lens[0]) == len(lens):
-            by_len = self._pending.get(lens[0])
-            if by_len is None:
-                by_len = self._pending[lens[0]] = Counter()
-            by_len.update(found)
+            self._pending[lens[0]].update(found)
         else:
             self._pending_mixed.update(zip(found, lens))
         self._pending_used = now

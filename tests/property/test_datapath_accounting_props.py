@@ -6,7 +6,6 @@ exactly what was sent through it once its counters are read."""
 
 from __future__ import annotations
 
-import struct
 from collections import Counter
 
 from hypothesis import given, settings
@@ -15,30 +14,13 @@ from hypothesis import strategies as st
 from ovsd.dpif import drops as D
 from ovsd.dpif.datapath import Datapath, Upcall
 from ovsd.dpif.odp_actions import output
-from ovsd.netdev.base import NetdevStats
 from ovsd.packet import key as K
+from tests.support.datapath import Sink, udp_frame
 
 _F = K.FIELDS
 BASE_MASK = _F["in_port"].mask | _F["dl_type"].mask | _F["nw_frag"].mask | _F["nw_proto"].mask
 TP_SRC = _F["tp_src"]
 NW_SRC = _F["nw_src"]
-
-
-class Sink:
-    def __init__(self):
-        self.stats = NetdevStats()
-        self.sent: list[bytes] = []
-
-    def tx_burst(self, qid: int, frames: list) -> int:
-        self.sent.extend(frames)
-        return len(frames)
-
-
-def udp_frame(src: int, sport: int, pad: int) -> bytes:
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + pad, 1, 0, 64, 17, 0,
-                     src.to_bytes(4, "big"), bytes([10, 0, 0, 2]))
-    return (bytes.fromhex("020000000002020000000001") + b"\x08\x00" + ip
-            + struct.pack("!HHHH", sport, 80, 8 + pad, 0) + bytes(pad))
 
 
 def destination(sport: int, routes: tuple) -> int:
@@ -92,7 +74,7 @@ def test_outputs_and_counters_match_the_reference(bursts, routes, two_masks, emc
     for burst in bursts:
         frames = []
         for src_low, sport, pad in burst:
-            frame = udp_frame(0x0A000000 | src_low, 1000 + sport, pad)
+            frame = udp_frame(1000 + sport, 0x0A000000 | src_low, pad)
             frames.append(frame)
             port = destination(1000 + sport, routes)
             if port:

@@ -7,19 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 
 from ovsd.dpif import drops as D
 from ovsd.dpif.datapath import Datapath
 from ovsd.rpc import methods
+from tests.support.datapath import udp_frame
 from tests.support.switch import dummy_switch
-
-
-def udp_frame(sport: int) -> bytes:
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 1, 0, 64, 17, 0,
-                     bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
-    return (bytes.fromhex("020000000002020000000001") + b"\x08\x00" + ip
-            + struct.pack("!HHHH", sport, 80, 8, 0) + bytes(18))
 
 
 def test_a_failing_upcall_is_counted_and_the_next_packets_still_go_up(caplog):

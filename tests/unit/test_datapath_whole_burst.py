@@ -5,25 +5,13 @@ flush (crediting the OpenFlow rules) and captures must not notice."""
 
 from __future__ import annotations
 
-import struct
-
 from ovsd.dpif.datapath import FOLD_INTERVAL, Datapath, Upcall
 from ovsd.dpif.odp_actions import output
-from ovsd.netdev.base import NetdevStats
 from ovsd.packet import key as K
+from tests.support.datapath import Sink, udp_frame
 
 MASK = (K.FIELDS["in_port"].mask | K.FIELDS["dl_type"].mask | K.FIELDS["nw_proto"].mask
         | K.FIELDS["nw_frag"].mask | K.FIELDS["tp_src"].mask)
-
-
-class Sink:
-    def __init__(self):
-        self.stats = NetdevStats()
-        self.bursts: list[list] = []
-
-    def tx_burst(self, qid: int, frames: list) -> int:
-        self.bursts.append(list(frames))
-        return len(frames)
 
 
 class Clock:
@@ -32,13 +20,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def udp_frame(sport: int, pad: int = 0) -> bytes:
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + pad, 1, 0, 64, 17, 0,
-                     bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
-    return (bytes.fromhex("020000000002020000000001") + b"\x08\x00" + ip
-            + struct.pack("!HHHH", sport, 80, 8 + pad, 0) + bytes(pad))
 
 
 def switch(**kw):
@@ -140,8 +121,7 @@ def test_with_several_subtables_the_burst_still_leaves_whole():
         (output(2),), MASK | (K.FIELDS["nw_src"].mask if key & low_src else low_src)))
     dp.add_port("p1", Sink(), 1)
     dp.add_port("p2", sink, 2)
-    frames = [udp_frame(1000 + i % 7) for i in range(40)]
-    frames += [f[:29] + b"\x02" + f[30:] for f in frames]  # source 10.0.0.2: even
+    frames = [udp_frame(1000 + i % 7, src=0x0A000001 + i % 2) for i in range(80)]
     dp.process(1, frames)
     assert dp.megaflows.n_subtables == 2
     sink.bursts.clear()
