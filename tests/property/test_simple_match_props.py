@@ -4,7 +4,7 @@ fields, whenever it answers at all."""
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ovsd.dpif.simple_match import SIMPLE_MASK, simple_key
+from ovsd.dpif.simple_match import SIMPLE_MASK, simple_key, uniform_ipv4
 from ovsd.packet import key as K
 from ovsd.packet.parse import extract_key
 
@@ -54,3 +54,37 @@ def test_simple_key_on_arbitrary_bytes(frame, in_port):
     skey = simple_key(frame, in_port << K.IN_PORT_SHIFT)
     if skey is not None:
         assert skey == extract_key(frame, in_port) & SIMPLE_MASK
+
+
+def _one_ipv4_nofrag(frame) -> bool:
+    """The per-frame test of the simple walk: untagged IPv4, not a fragment."""
+    return frame[12:14] == b"\x08\x00" and len(frame) >= 22 and not (frame[20] & 0x3F
+                                                                     or frame[21])
+
+
+@st.composite
+def bursts(draw):
+    """Bursts of mostly equal-length frames whose judged bytes vary a little."""
+    size = draw(st.sampled_from([14, 21, 22, 23, 60, 64]))
+    base = bytearray(draw(st.binary(min_size=size, max_size=size)))
+    if size >= 14 and draw(st.booleans()):
+        base[12:14] = b"\x08\x00"
+    if size >= 22 and draw(st.booleans()):
+        base[20:22] = draw(st.sampled_from([b"\x00\x00", b"\x40\x00", b"\xc0\x00"]))
+    burst = []
+    for _ in range(draw(st.integers(2, 12))):
+        frame = bytearray(base)
+        if draw(st.integers(0, 5)) == 0 and size:
+            i = draw(st.sampled_from([i for i in (12, 13, 20, 21, 0, size - 1) if i < size]))
+            frame[i] = draw(st.integers(0, 255))
+        if draw(st.integers(0, 9)) == 0:
+            frame += b"\x00"
+        burst.append(bytes(frame))
+    return burst
+
+
+@settings(max_examples=2000, deadline=None)
+@given(bursts())
+def test_uniform_ipv4_is_the_per_frame_test_of_every_frame(burst):
+    same_length = len(set(map(len, burst))) == 1
+    assert uniform_ipv4(burst) == (same_length and all(map(_one_ipv4_nofrag, burst)))
