@@ -101,6 +101,7 @@ def test_dequeue_returns_exactly_the_frames(frames, start_idx, hdr_len, bursts):
             out = vr.dequeue(bursts[turn % len(bursts)], hdr_len)
             turn += 1
             got += out
+            assert vr.last_bytes == sum(map(len, out))
             assert _inside(g.ram.changed(before), [g.used_ring])
             assert all(length == 0 for _, length in g.drv.reap_tx())
         assert got == sent
@@ -160,6 +161,7 @@ def test_enqueue_delivers_exactly_what_fits(frames, chains1, chains2, start_idx,
                                        for gpa, n in g.drv.chains[h].buffers]
             before = g.ram.snapshot()
             assert vr.enqueue(todo, hdr_len, mergeable) == want
+            assert vr.last_bytes == sum(map(len, todo[:want]))
             assert _inside(g.ram.changed(before), allowed)
             got = g.drv.read_rx(hdr_len, mergeable=mergeable)
             assert [x.data for x in got] == todo[:want]

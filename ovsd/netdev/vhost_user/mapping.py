@@ -156,8 +156,7 @@ class VhostMapping:
             return 0
         if sent:
             self.tx_packets += sent
-            self.tx_bytes += sum(map(len, frames[:sent])) if sent < len(frames) \
-                else sum(map(len, frames))
+            self.tx_bytes += ring.last_bytes
         if sent < len(frames):
             self.tx_dropped += len(frames) - sent
             self.tx_drop_reason = D.GUEST_RING_FULL

@@ -26,7 +26,7 @@ class VhostRxQueue:
             return []
         if frames:
             m.rx_packets += len(frames)
-            m.rx_bytes += sum(map(len, frames))
+            m.rx_bytes += ring.last_bytes
         if ring.dropped_oversize:  # frames longer than any Ethernet frame we carry
             m.rx_dropped += ring.dropped_oversize
             m.drops[OVERSIZED_FRAME] += ring.dropped_oversize

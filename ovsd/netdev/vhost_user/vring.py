@@ -77,7 +77,8 @@ def _fence() -> None:
 
 # Burst-sized structs, built on first use: "<nH" for n avail entries, for n
 # used entries "<2nI" (id, len pairs) or "<n(I4x)" (ids, lens zero), and
-# "<n(QIHH)" for n consecutive descriptors.
+# "<n(QI4x)" for the addresses and lengths of n consecutive descriptors (their
+# flags are checked whole, as one int, and their next fields are not needed).
 _HEADS: dict[int, Struct] = {}
 _USED: dict[int, Struct] = {}
 _USED_IDS: dict[int, Struct] = {}
@@ -97,7 +98,7 @@ def _heads_struct(n: int) -> Struct:
 def _descs_struct(n: int) -> Struct:
     s = _DESCS.get(n)
     if s is None:
-        s = _DESCS[n] = Struct("<" + "QIHH" * n)
+        s = _DESCS[n] = Struct("<" + "QI4x" * n)
     return s
 
 
@@ -186,11 +187,15 @@ class SplitVring:
     Cheap to build: rebuild it when the frontend changes the ring, its call
     fd or the memory table (the indices are in ``counters``).  ``release()``
     it before closing the GuestMemory it was built on.  ``dropped_oversize``
-    counts guest frames longer than MAX_FRAME that dequeue dropped.
+    counts guest frames longer than MAX_FRAME that dequeue dropped;
+    ``last_bytes`` is the length of the frames the last dequeue returned or the
+    last enqueue delivered, virtio-net headers not counted (the ring knows it
+    from descriptor lengths it has already read, cheaper than measuring the
+    frames again).
     """
 
     __slots__ = ("mem", "index", "num", "event_idx", "indirect", "call_fd",
-                 "dropped_oversize", "_spans", "_fast", "_dmm", "_doff", "_amm", "_aoff",
+                 "dropped_oversize", "last_bytes", "_spans", "_fast", "_dmm", "_doff", "_amm", "_aoff",
                  "_umm", "_uoff", "_used_event_off", "_avail_ring", "_bad_heads", "_words",
                  "_word", "_used_hdr", "_in_order")
 
@@ -222,6 +227,7 @@ class SplitVring:
         #: Settable: the eventfd written to interrupt the guest (None: never).
         self.call_fd = call_fd
         self.dropped_oversize = 0
+        self.last_bytes = 0
         self._spans: tuple[Span, ...] = mem.gpa_spans
         # Start with the largest region: that is where most buffers live.
         self._fast: Span = max(self._spans, key=lambda s: s[1] - s[0])
@@ -257,6 +263,7 @@ class SplitVring:
         amm = self._amm
         pending = (_U16.unpack_from(amm, self._aoff + 2)[0] - last_avail) & 0xFFFF
         if not pending or max_frames <= 0:
+            self.last_bytes = 0
             return []
         num = self.num
         if pending > num:
@@ -293,6 +300,7 @@ class SplitVring:
             if frame is not None:
                 append(frame)
 
+        self.last_bytes = sum(map(len, frames))
         self._complete(last_avail + n, used_idx, heads, True)
         return frames
 
@@ -318,6 +326,7 @@ class SplitVring:
         amm = self._amm
         pending = (_U16.unpack_from(amm, self._aoff + 2)[0] - last_avail) & 0xFFFF
         if not pending or not nframes:
+            self.last_bytes = 0
             return 0
         num = self.num
         if pending > num:
@@ -359,6 +368,8 @@ class SplitVring:
         if delivered < n:
             delivered = self._enqueue_rest(frames, delivered, hdr_len, mergeable, heads,
                                            used, last_avail, pending)
+        self.last_bytes = sum(map(len, frames[:delivered])) if delivered < nframes \
+            else sum(map(len, frames))
         if used:
             self._complete(last_avail + (len(used) >> 1), used_idx, used, False)
         return delivered
@@ -419,36 +430,39 @@ class SplitVring:
         return span
 
     def _dequeue_run(self, h0: int, n: int, hdr_len: int) -> list[bytes] | None:
+        """The frames of the run, last_bytes set; or None (nothing read)."""
         raw = self._desc_run(h0, n)
         if int.from_bytes(raw, "little") & _flag_words(n)[0]:
             return None   # chained, indirect or write-only: not one plain buffer
         vals = _descs_struct(n).unpack(raw)
-        lens = vals[1::4]
+        lens = vals[1::2]
         longest = max(lens)
         if min(lens) < hdr_len or longest > hdr_len + MAX_FRAME:
             return None
-        addrs = vals[0::4]
+        addrs = vals[0::2]
         span = self._run_span(addrs, longest)
         if span is None:
             return None
         _, _, delta, mm = span
         skip = delta + hdr_len
+        self.last_bytes = sum(lens) - n * hdr_len
         return [mm[a + skip:a + delta + ln] for a, ln in zip(addrs, lens)]
 
     def _enqueue_run(self, heads: tuple[int, ...], frames: list,
                      hdr_len: int) -> list[int] | None:
-        """Write each frame with a one-buffer header; the used entries, or None."""
+        """Write each frame with a one-buffer header; the used entries (last_bytes
+        set), or None (nothing written)."""
         n = len(frames)
         raw = self._desc_run(heads[0], n)
         flags, all_write = _flag_words(n)
         if int.from_bytes(raw, "little") & flags != all_write:
             return None
         vals = _descs_struct(n).unpack(raw)
-        lens = vals[1::4]
+        lens = vals[1::2]
         needs = [hdr_len + ln for ln in map(len, frames)]
         if max(needs) > min(lens):
             return None   # some frame may not fit its buffer: the exact walk decides
-        addrs = vals[0::4]
+        addrs = vals[0::2]
         span = self._run_span(addrs, max(lens))
         if span is None:
             return None
@@ -460,6 +474,7 @@ class SplitVring:
         used = [0] * (2 * n)
         used[0::2] = heads
         used[1::2] = needs
+        self.last_bytes = sum(needs) - n * hdr_len
         return used
 
     def _raise_bad_head(self, first: int, heads: tuple[int, ...]) -> None:
