@@ -437,7 +437,8 @@ class SplitVring:
         vals = _descs_struct(n).unpack(raw)
         lens = vals[1::2]
         longest = max(lens)
-        if min(lens) < hdr_len or longest > hdr_len + MAX_FRAME:
+        shortest = min(lens)
+        if shortest < hdr_len or longest > hdr_len + MAX_FRAME:
             return None
         addrs = vals[0::2]
         span = self._run_span(addrs, longest)
@@ -445,6 +446,10 @@ class SplitVring:
             return None
         _, _, delta, mm = span
         skip = delta + hdr_len
+        if shortest == longest:  # a stream of one frame size: one addition less each
+            self.last_bytes = n * (longest - hdr_len)
+            end = delta + longest
+            return [mm[a + skip:a + end] for a in addrs]
         self.last_bytes = sum(lens) - n * hdr_len
         return [mm[a + skip:a + delta + ln] for a, ln in zip(addrs, lens)]
 
