@@ -109,6 +109,23 @@ def _in_order(num: int) -> bytes:
     return b
 
 
+#: Per (ring size, used length): used entries {id 0, len}, {id 1, len}, ...,
+#: {id num-1, len} twice, as an in-order run of one frame size returns them;
+#: a run's entries are then one slice of it.  Few sizes occur (dequeue's len
+#: is 0; enqueue's is a frame size), and the cache is emptied if many do.
+_IN_ORDER_USED: dict[tuple[int, int], bytes] = {}
+
+
+def _in_order_used(num: int, length: int) -> bytes:
+    b = _IN_ORDER_USED.get((num, length))
+    if b is None:
+        if len(_IN_ORDER_USED) >= 64:
+            _IN_ORDER_USED.clear()
+        b = _IN_ORDER_USED[num, length] = Struct(f"<{4 * num}I").pack(
+            *[v for i in range(2 * num) for v in (i & (num - 1), length)])
+    return b
+
+
 #: Per burst size n, as ints over n raw descriptors: every flags field, and
 #: every flags field set to WRITE.
 _FLAGS: dict[int, tuple[int, int]] = {}
@@ -124,10 +141,10 @@ def _flag_words(n: int) -> tuple[int, int]:
 
 
 def _used_struct(n: int, ids_only: bool) -> Struct:
-    if ids_only:
-        s = _USED_IDS[n] = Struct("<" + "I4x" * n)
-    else:
-        s = _USED[n] = Struct(f"<{2 * n}I")
+    cache = _USED_IDS if ids_only else _USED
+    s = cache.get(n)
+    if s is None:
+        s = cache[n] = Struct("<" + "I4x" * n) if ids_only else Struct(f"<{2 * n}I")
     return s
 
 
@@ -273,7 +290,9 @@ class SplitVring:
         if raw == self._in_order[2 * heads[0]:2 * (heads[0] + n)]:
             frames = self._dequeue_run(heads[0], n, hdr_len)
             if frames is not None:
-                self._complete(last_avail + n, used_idx, heads, True)
+                at = heads[0] << 3
+                self._publish(last_avail + n, used_idx, n,
+                              _in_order_used(num, 0)[at:at + (n << 3)])
                 return frames
 
         lo, hi, delta, mm = self._fast
@@ -336,7 +355,7 @@ class SplitVring:
         if raw == self._in_order[2 * heads[0]:2 * (heads[0] + n)]:
             used = self._enqueue_run(heads, frames if n == nframes else frames[:n], hdr_len)
             if used is not None:
-                self._complete(last_avail + n, used_idx, used, False)
+                self._publish(last_avail + n, used_idx, n, used)
                 return n
 
         hdr = _ONE_BUFFER_HDR[hdr_len]
@@ -455,17 +474,19 @@ class SplitVring:
 
     def _enqueue_run(self, heads: tuple[int, ...], frames: list,
                      hdr_len: int) -> list[int] | None:
-        """Write each frame with a one-buffer header; the used entries (last_bytes
-        set), or None (nothing written)."""
+        """Write each frame with a one-buffer header; the used entries as they go
+        into the used ring (last_bytes set), or None (nothing written)."""
         n = len(frames)
-        raw = self._desc_run(heads[0], n)
+        h0 = heads[0]
+        raw = self._desc_run(h0, n)
         flags, all_write = _flag_words(n)
         if int.from_bytes(raw, "little") & flags != all_write:
             return None
         vals = _descs_struct(n).unpack(raw)
         lens = vals[1::2]
-        needs = [hdr_len + ln for ln in map(len, frames)]
-        if max(needs) > min(lens):
+        sizes = list(map(len, frames))
+        longest = max(sizes)
+        if hdr_len + longest > min(lens):
             return None   # some frame may not fit its buffer: the exact walk decides
         addrs = vals[0::2]
         span = self._run_span(addrs, max(lens))
@@ -473,14 +494,22 @@ class SplitVring:
             return None
         _, _, delta, mm = span
         hdr = _ONE_BUFFER_HDR[hdr_len]
+        if min(sizes) == longest:  # one frame size: one used length for all
+            need = hdr_len + longest
+            for a, frame in zip(addrs, frames):
+                a += delta
+                mm[a:a + need] = hdr + frame
+            self.last_bytes = n * longest
+            return _in_order_used(self.num, need)[h0 << 3:(h0 + n) << 3]
+        needs = [hdr_len + size for size in sizes]
         for a, frame, need in zip(addrs, frames, needs):
             a += delta
             mm[a:a + need] = hdr + frame
         used = [0] * (2 * n)
         used[0::2] = heads
         used[1::2] = needs
-        self.last_bytes = sum(needs) - n * hdr_len
-        return used
+        self.last_bytes = sum(sizes)
+        return _used_struct(n, False).pack(*used)
 
     def _raise_bad_head(self, first: int, heads: tuple[int, ...]) -> None:
         num = self.num
@@ -500,21 +529,23 @@ class SplitVring:
                   ids_only: bool) -> None:
         """Publish used entries and notify.  ``entries``: descriptor ids whose used
         length is 0 (``ids_only``), or id, len, id, len, ..."""
+        n = len(entries) if ids_only else len(entries) >> 1
+        self._publish(new_avail, used_idx, n, _used_struct(n, ids_only).pack(*entries))
+
+    def _publish(self, new_avail: int, used_idx: int, n: int, entries: bytes) -> None:
+        """Write n used entries (8 bytes each, as they lie in the ring) from
+        used_idx on, then the indices, then notify."""
         num = self.num
         umm = self._umm
         ring = self._uoff + 4
-        n = len(entries) if ids_only else len(entries) >> 1
         start = used_idx & (num - 1)
-        cache = _USED_IDS if ids_only else _USED
-        k = n if start + n <= num else num - start  # entries before the ring wraps
-        s = cache.get(k) or _used_struct(k, ids_only)
-        if k == n:
-            s.pack_into(umm, ring + 8 * start, *entries)
-        else:
-            cut = k if ids_only else 2 * k
-            s.pack_into(umm, ring + 8 * start, *entries[:cut])
-            s = cache.get(n - k) or _used_struct(n - k, ids_only)
-            s.pack_into(umm, ring, *entries[cut:])
+        at = ring + (start << 3)
+        if start + n <= num:
+            umm[at:at + (n << 3)] = entries
+        else:  # the ring wraps
+            cut = (num - start) << 3
+            umm[at:at + cut] = entries[:cut]
+            umm[ring:ring + (n << 3) - cut] = entries[cut:]
         new_used = (used_idx + n) & 0xFFFF
         # Counters before used->idx: a process that dies in between leaves a
         # successor that republishes these entries, never one that consumes
