@@ -251,9 +251,9 @@ class SplitVring:
     """
 
     __slots__ = ("mem", "index", "num", "event_idx", "indirect", "call_fd",
-                 "dropped_oversize", "last_bytes", "_spans", "_fast", "_bounds", "_dmm", "_doff", "_amm", "_aoff",
-                 "_umm", "_uoff", "_used_event_off", "_avail_ring", "_bad_heads", "_words",
-                 "_word", "_used_hdr", "_in_order")
+                 "dropped_oversize", "last_bytes", "_spans", "_fast", "_bounds", "_dmm",
+                 "_doff", "_amm", "_aoff", "_umm", "_uoff", "_used_event_off", "_avail_ring",
+                 "_bad_heads", "_words", "_word", "_used_hdr", "_in_order")
 
     def __init__(self, mem: GuestMemory, index: int, num: int, desc_uva: int,
                  avail_uva: int, used_uva: int, counters: RingCounters, *,
@@ -498,7 +498,6 @@ class SplitVring:
             self._fast = span
         return span
 
-
     def _dequeue_run(self, h0: int, n: int, hdr_len: int) -> list[bytes] | None:
         """The frames of the run, last_bytes set; or None (nothing read)."""
         raw = self._desc_run(h0, n)
@@ -525,7 +524,7 @@ class SplitVring:
         return [mm[a + skip:a + delta + ln] for a, ln in zip(addrs, lens)]
 
     def _enqueue_run(self, heads: tuple[int, ...], frames: list,
-                     hdr_len: int) -> list[int] | None:
+                     hdr_len: int) -> bytes | None:
         """Write each frame with a one-buffer header; the used entries as they go
         into the used ring (last_bytes set), or None (nothing written)."""
         n = len(frames)
