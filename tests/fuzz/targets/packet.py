@@ -2,7 +2,8 @@
 
 The first input byte picks the input port, the rest is the frame.  Checks:
 extract_key, extract_keys (bytes, bytearray, memoryview) and header_offsets
-never raise and agree; translation on a bridge whose tables use every match
+never raise and agree, and shared_key answers for a burst only with a key every
+frame of it has under the mask; translation on a bridge whose tables use every match
 field kind and every action kind ovsd supports never raises; executing the
 result never raises and every output frame is well formed: at least an
 Ethernet header, and an IPv4 header (length, total length, checksum) and a
@@ -20,7 +21,7 @@ from ovsd.ofproto.normal_vlan import PortVlan
 from ovsd.ofproto.ofproto import OfPort, Ofproto
 from ovsd.packet import key as K
 from ovsd.packet.checksum import internet_checksum, ones_sum
-from ovsd.packet.parse import extract_key, extract_keys, header_offsets
+from ovsd.packet.parse import extract_key, extract_keys, header_offsets, shared_key
 
 MAX_LEN = 2048
 N_PORTS = 4
@@ -175,6 +176,7 @@ def _check_parse(frame: bytes, port: int) -> int:
     ks = extract_keys([frame, bytearray(frame), memoryview(frame)], port)
     assert ks == [k, k, k], "extract_keys disagrees with extract_key"
     assert k & ~K.PACKET_MASK == 0, "a packet key with pipeline bits"
+    _check_shared_key(frame, port, k)
     h = header_offsets(frame)
     if len(frame) < 14:
         assert k == 0 and h.l3 == -1
@@ -194,6 +196,25 @@ def _check_parse(frame: bytes, port: int) -> int:
     if h.dl_type == 0x0800 and not h.l3_ok:
         assert K.get(k, "nw_src") == K.get(k, "nw_proto") == K.get(k, "nw_ttl") == 0
     return k
+
+
+_L2_MASK = (K.FIELDS["in_port"].mask | K.FIELDS["dl_dst"].mask | K.FIELDS["dl_src"].mask
+            | K.FIELDS["dl_type"].mask)
+
+
+def _check_shared_key(frame: bytes, port: int, k: int) -> None:
+    """Copies share the frame's key, if shared_key answers; with one byte
+    changed, it answers only if the changed frame's key agrees under the mask."""
+    mask = K.PACKET_MASK if port & 1 else _L2_MASK
+    got = shared_key([frame, bytes(frame), bytearray(frame)], port, mask)
+    assert got is None or got == k, "shared_key of copies is not their key"
+    if frame:
+        other = bytearray(frame)
+        other[port * 7 % len(frame)] ^= 0x5A
+        got = shared_key([frame, bytes(other)], port, mask)
+        if got is not None:
+            assert got == k and extract_key(bytes(other), port) & mask == k & mask, \
+                "shared_key answered for frames whose keys differ under the mask"
 
 
 def _ipv4_facts(frame) -> tuple | None:
