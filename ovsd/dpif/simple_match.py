@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from ovsd.dpif.flow import DpFlow
 from ovsd.packet import key as K
+from ovsd.packet.parse import joined_if_one_length
 
 _F = K.FIELDS
 SIMPLE_MASK = (_F["in_port"].mask | _F["dl_type"].mask | _F["vlan_tci"].mask
@@ -40,14 +41,11 @@ def uniform_ipv4(frames: list) -> bool:
     Equal lengths let the frames be joined once and each header byte read
     from all of them by one strided slice, so the burst is judged by a
     handful of C-level operations instead of a test per frame."""
-    n = len(frames)
     size = len(frames[0])
-    if size < 22:
+    joined = joined_if_one_length(frames, size) if size >= 22 else None
+    if joined is None:
         return False
-    joined = b"".join(frames)
-    # n frames of at most ``size`` bytes that add up to n * size are all that long.
-    if len(joined) != n * size or max(map(len, frames)) != size:
-        return False
+    n = len(frames)
     return (joined[12::size].count(0x08) == n and joined[13::size].count(0) == n
             and joined[21::size].count(0) == n
             and joined[20::size].translate(_FRAG_HIGH_BITS).count(0) == n)

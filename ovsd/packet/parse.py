@@ -143,6 +143,32 @@ _SIG_TCP = _sig(ETH_TYPE_IP, 0x45, IPPROTO_TCP)
 _SIG_UDP = _sig(ETH_TYPE_IP, 0x45, IPPROTO_UDP)
 
 
+def _fast_image(frame, n: int, image: int) -> int:
+    """The image bits of a key the fast path makes from a frame of n bytes
+    (48 to 0xFFFF) whose first 48 bytes are ``image``: _PORTS_IMAGE (UDP),
+    _TCP_IMAGE, or 0 when the general parser must judge.  (extract_keys
+    inlines this test: a call per packet would cost half as much again.)"""
+    sig = image & _SIG_MASK
+    if sig == _SIG_UDP:
+        if 28 <= (frame[16] << 8 | frame[17]) <= n - 14:
+            return _PORTS_IMAGE
+    elif sig == _SIG_TCP:
+        doff = frame[46] >> 2 & 0x3C
+        if 20 <= doff and 20 + doff <= (frame[16] << 8 | frame[17]) <= n - 14:
+            return _TCP_IMAGE
+    return 0
+
+
+def joined_if_one_length(frames: list, size: int) -> bytes | None:
+    """The frames joined, when every one of them is ``size`` bytes long (then
+    byte i of every frame is one strided slice, ``joined[i::size]``)."""
+    joined = b"".join(frames)
+    # n frames of at most ``size`` bytes that add up to n * size are all that long.
+    if len(joined) != len(frames) * size or max(map(len, frames)) != size:
+        return None
+    return joined
+
+
 def extract_key(frame, in_port: int = 0) -> int:
     """The flow key of one Ethernet frame (bytes, bytearray or memoryview, no FCS)."""
     port_bits = (in_port & _PORT_MASK) << _key.IN_PORT_SHIFT
@@ -153,14 +179,9 @@ def extract_key(frame, in_port: int = 0) -> int:
     # datagram can be too long for OVS: the general parser checks that.)
     if 48 <= n <= 0xFFFF:
         image = int.from_bytes(frame[:48], "big")
-        sig = image & _SIG_MASK
-        if sig == _SIG_UDP:
-            if 28 <= (frame[16] << 8 | frame[17]) <= n - 14:
-                return image & _PORTS_IMAGE | port_bits
-        elif sig == _SIG_TCP:
-            doff = frame[46] >> 2 & 0x3C
-            if 20 <= doff and 20 + doff <= (frame[16] << 8 | frame[17]) <= n - 14:
-                return image & _TCP_IMAGE | port_bits
+        fast = _fast_image(frame, n, image)
+        if fast:
+            return image & fast | port_bits
         return _extract(frame, n, image & _MACS_IMAGE) | port_bits
     # A runt's key has no input port, as in extract_keys.
     return _extract(frame, n, -1) | port_bits if n >= 14 else 0
@@ -246,31 +267,20 @@ def shared_key(frames: list, in_port: int, mask: int) -> int | None:
     if not 48 <= size <= 0xFFFF:
         return None
     image = int.from_bytes(first[:48])
-    sig = image & _SIG_MASK
-    tot = first[16] << 8 | first[17]
-    if sig == _SIG_UDP:
-        if not 28 <= tot <= size - 14:
-            return None
-        fast, tcp = _PORTS_IMAGE, False
-    elif sig == _SIG_TCP:
-        doff = first[46] >> 2 & 0x3C
-        if not (20 <= doff and 20 + doff <= tot <= size - 14):
-            return None
-        fast, tcp = _TCP_IMAGE, True
-    else:
+    fast = _fast_image(first, size, image)
+    if not fast:
         return None
-    positions = _shared_positions(fast & mask, tcp)
+    positions = _shared_positions(fast & mask, fast == _TCP_IMAGE)
     last = frames[-1]
     if len(last) != size:
         return None
     for i in positions:
         if last[i] != first[i]:
             return None
-    n = len(frames)
-    joined = b"".join(frames)
-    # n frames of at most ``size`` bytes that add up to n * size are all that long.
-    if len(joined) != n * size or max(map(len, frames)) != size:
+    joined = joined_if_one_length(frames, size)
+    if joined is None:
         return None
+    n = len(frames)
     for i in positions:
         if joined[i::size].count(first[i]) != n:
             return None
