@@ -73,14 +73,16 @@ class _Heap:
 class GuestRam:
     """Guest memory in memfds: ``sizes`` gives each region's size (1 to 3 regions)."""
 
-    def __init__(self, sizes: Sequence[int] = (1 << 20,)):
+    def __init__(self, sizes: Sequence[int] = (1 << 20,), *, gpa_base: int = 0):
+        """``gpa_base``: the guest address of the first region (DPDK's virtio_user
+        uses its virtual addresses, mostly above 4 GiB)."""
         if not 1 <= len(sizes) <= 3:
             raise ValueError("GuestRam: 1 to 3 regions")
         self.regions: list[Region] = []
         self.fds: list[int] = []
         self.maps: list[mmap.mmap] = []
         self.heaps: list[_Heap] = []
-        gpa = 0
+        gpa = gpa_base
         for i, size in enumerate(sizes):
             offset = PAGE * (i + 1)  # like QEMU's offsets into one backing file
             fd = os.memfd_create(f"guest-ram-{i}", os.MFD_CLOEXEC)

@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+from ovsd.netdev.vhost_user import strides
+from ovsd.netdev.vhost_user import vring as vring_module
 from ovsd.netdev.vhost_user.vring import (
     COUNTERS_STRIDE, MAX_FRAME, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE,
     VRING_USED_F_NO_NOTIFY, RingCounters, SplitVring, VringError)
@@ -667,6 +669,38 @@ def test_in_order_burst_over_several_regions_is_walked(env, runs):
         drv.add_tx(f)
     assert vr.dequeue(32, 12) == frames
     assert runs["dequeue"] == 0
+
+
+def _mempool_runs(drv, env, ln: int, flags: int, shape) -> list[int]:
+    """Post one-buffer chains in order, at addresses laid out as DPDK's mempools
+    hand them out: ``shape`` is (first element, count, +1 or -1) runs of
+    2368-byte elements in region 0."""
+    gpas = []
+    for first, count, way in shape:
+        gpas += [env.ram.regions[0].gpa + 2368 * (first + way * k) for k in range(count)]
+    for k, gpa in enumerate(gpas):
+        drv.write_desc(k, gpa, ln, flags, 0)
+        drv.push_avail(k, publish=False)
+    drv.publish()
+    return gpas
+
+
+def test_mempool_burst_is_copied_out_a_run_at_a_time(env, runs, monkeypatch):
+    drv, vr = env.ring(32)
+    gathered = []
+    original = strides.gather_struct
+
+    def spy(count, step, size):
+        gathered.append((count, step, size))
+        return original(count, step, size)
+    monkeypatch.setattr(vring_module, "gather_struct", spy)
+    gpas = _mempool_runs(drv, env, 12 + 60, 0, [(3, 10, 1), (40, 8, -1), (20, 2, 1)])
+    frames = [frame(i) for i in range(len(gpas))]
+    for gpa, f in zip(gpas, frames):
+        env.ram.write(gpa, bytes(12) + f)
+    assert vr.dequeue(32, 12) == frames
+    assert runs["dequeue"] == 1
+    assert gathered == [(10, 2368, 60), (8, 2368, 60)]   # the pair is two slices
 
 
 def test_in_order_burst_with_a_bad_descriptor_publishes_nothing(env):

@@ -35,6 +35,7 @@ from struct import Struct
 from typing import Sequence
 
 from ovsd.netdev.vhost_user.memory import GuestMemory, GuestMemoryError, Span
+from ovsd.netdev.vhost_user.strides import gather_struct, runs
 
 VRING_DESC_F_NEXT = 1
 VRING_DESC_F_WRITE = 2
@@ -177,6 +178,43 @@ def all_within(x: int, n: int, bounds: tuple[int, int]) -> bool:
     amask, bit64, _ = _lanes(n)
     a = x & amask
     return (a + bounds[0]) & bit64 == bit64 and not (a + bounds[1]) & bit64
+
+
+#: The address's high word and the length of a descriptor (bytes 4 to 11).
+_HI_LEN = Struct("<II")
+#: Runs shorter than this are copied a slice per frame: a Struct per shape
+#: of two or three frames would mostly be built for one use.
+_GATHER_MIN = 4
+_LOWS: dict[int, Struct] = {}
+_HI_LEN_MASKS: dict[int, int] = {}
+#: (n, high word, len) -> n lanes holding them (bounded: one entry per stream shape).
+_HI_LEN_PATTERNS: dict[tuple[int, int, int], int] = {}
+
+
+def _lows_struct(n: int) -> Struct:
+    """The low words of the addresses of n raw descriptors."""
+    s = _LOWS.get(n)
+    if s is None:
+        s = _LOWS[n] = Struct("<" + "I12x" * n)
+    return s
+
+
+def _hi_len_mask(n: int) -> int:
+    """Every address high word and length field of n raw descriptors, as one int."""
+    m = _HI_LEN_MASKS.get(n)
+    if m is None:
+        m = _HI_LEN_MASKS[n] = _lanes(n)[2] * (0xFFFF_FFFF_FFFF_FFFF << 32)
+    return m
+
+
+def _hi_len_pattern(n: int, hi_word: int, ln: int) -> int:
+    key = (n, hi_word, ln)
+    p = _HI_LEN_PATTERNS.get(key)
+    if p is None:
+        if len(_HI_LEN_PATTERNS) >= 64:
+            _HI_LEN_PATTERNS.clear()
+        p = _HI_LEN_PATTERNS[key] = _lanes(n)[2] * (hi_word << 32 | ln << 64)
+    return p
 
 
 def _used_struct(n: int, ids_only: bool) -> Struct:
@@ -504,6 +542,13 @@ class SplitVring:
         x = int.from_bytes(raw, "little")
         if x & _flag_words(n)[0]:
             return None   # chained, indirect or write-only: not one plain buffer
+        hi_word, ln = _HI_LEN.unpack_from(raw, 4)
+        if hdr_len <= ln <= hdr_len + MAX_FRAME and x & _hi_len_mask(n) == _hi_len_pattern(
+                n, hi_word, ln):
+            frames = self._gather(_lows_struct(n).unpack(raw), hi_word << 32, ln, hdr_len)
+            if frames is not None:
+                self.last_bytes = n * (ln - hdr_len)
+                return frames
         vals = _descs_struct(n).unpack(raw)
         lens = vals[1::2]
         longest = max(lens)
@@ -522,6 +567,35 @@ class SplitVring:
             return [mm[a + skip:a + end] for a in addrs]
         self.last_bytes = sum(lens) - n * hdr_len
         return [mm[a + skip:a + delta + ln] for a, ln in zip(addrs, lens)]
+
+    def _gather(self, lows: tuple[int, ...], base: int, ln: int,
+                hdr_len: int) -> list[bytes] | None:
+        """The frames of buffers base + lows[i], all ``ln`` bytes long, copied a
+        stride run at a time (strides.py); None if some run is not inside one
+        memory region (nothing is read before that is known)."""
+        lo, hi, delta, mm = self._fast
+        spans = []
+        for first, last, step in runs(lows):
+            start = base + (lows[first] if step >= 0 else lows[last])
+            end = base + (lows[last] if step >= 0 else lows[first]) + ln
+            if not (lo <= start and end <= hi):
+                span = self._span(start, end - start)
+                if span is None:
+                    return None
+                lo, hi, delta, mm = self._fast = span
+            spans.append((first, last, step, start + delta + hdr_len, mm))
+        size = ln - hdr_len
+        frames: list[bytes] = []
+        for first, last, step, at, mm in spans:
+            count = last - first + 1
+            if count >= _GATHER_MIN and step >= size:
+                frames += gather_struct(count, step, size).unpack_from(mm, at)
+            elif count >= _GATHER_MIN and -step >= size:
+                frames += gather_struct(count, -step, size).unpack_from(mm, at)[::-1]
+            else:
+                skip = at - (lows[first] if step >= 0 else lows[last])
+                frames += [mm[p + skip:p + skip + size] for p in lows[first:last + 1]]
+        return frames
 
     def _enqueue_run(self, heads: tuple[int, ...], frames: list,
                      hdr_len: int) -> bytes | None:

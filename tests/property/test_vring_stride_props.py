@@ -1,0 +1,179 @@
+"""Stride runs (strides.py) and the ring paths built on them, against references.
+
+DPDK hands a ring buffers from a mempool: runs one element apart, up or down,
+with jumps between them.  The paths that copy such a burst a run at a time
+must give exactly what reading (dequeue) or writing (enqueue) buffer by
+buffer gives, whatever the layout: runs of any length and step, steps
+smaller than a buffer (overlapping buffers) or zero (one buffer given many
+times), runs in different memory regions, addresses above 4 GiB and
+across it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ovsd.netdev.vhost_user.strides import gather_struct, runs
+from ovsd.netdev.vhost_user.vring import VRING_DESC_F_WRITE, RingCounters, VringError
+from tests.support.virtq_driver import GuestRam, VirtqDriver
+
+SETTINGS = settings(max_examples=150, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+RSIZE = 192 * 1024
+NUM = 64
+
+
+def _runs_reference(points: list[int]) -> list[tuple[int, int, int]]:
+    """Greedy from the left, one point at a time."""
+    out, i, n = [], 0, len(points)
+    while i < n - 1:
+        step = points[i + 1] - points[i]
+        last = i + 1
+        while last + 1 < n and points[last + 1] - points[last] == step:
+            last += 1
+        out.append((i, last, step))
+        i = last + 1
+    if i == n - 1:
+        out.append((i, i, 0))
+    return out
+
+
+point_lists = st.one_of(
+    st.lists(st.integers(0, 2**32 - 1), max_size=40),
+    st.lists(st.integers(0, 6), max_size=40),   # many equal steps and turns
+    st.lists(st.tuples(st.integers(0, 2**20), st.sampled_from([-2368, 2368, 0, 1, 64]),
+                       st.integers(1, 40)), max_size=8).map(
+        lambda rs: [a + k * d for a, d, n in rs for k in range(n)]),
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(point_lists)
+def test_runs_are_the_greedy_progressions(points):
+    assert runs(points) == _runs_reference(points)
+    assert runs(tuple(points)) == _runs_reference(points)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(1, 40), st.integers(0, 300), st.integers(0, 100), st.data())
+def test_gather_struct_reads_every_block(count, size, gap, data):
+    step = size + gap
+    at = data.draw(st.integers(0, 50))
+    buf = data.draw(st.binary(min_size=at + (count - 1) * step + size,
+                              max_size=at + (count - 1) * step + size + 20))
+    got = gather_struct(count, step, size).unpack_from(buf, at)
+    assert list(got) == [buf[at + i * step:at + i * step + size] for i in range(count)]
+
+
+# -- guests with mempool layouts ----------------------------------------------------------
+
+@st.composite
+def layouts(draw, ln: int):
+    """Buffer addresses for a burst: (region, first offset, step, count) runs."""
+    n = draw(st.integers(1, NUM))
+    points: list[tuple[int, int]] = []
+    while len(points) < n:
+        region = draw(st.sampled_from([0, 0, 0, 2]))
+        step = draw(st.one_of(st.sampled_from([2368, -2368, 2368, -2368]),
+                              st.integers(-3000, 3000)))
+        count = draw(st.integers(1, min(40, n - len(points))))
+        span = abs(step) * (count - 1) + ln
+        if span > RSIZE:
+            count, span = 1, ln
+        first = draw(st.integers(0, RSIZE - span))
+        if step < 0:
+            first += span - ln
+        points += [(region, first + k * step) for k in range(count)]
+    return points
+
+
+class MempoolGuest:
+    """A guest whose ring holds, in order, one-buffer chains at chosen addresses."""
+
+    def __init__(self, start_idx: int, gpa_base: int):
+        self.ram = GuestRam([RSIZE, RSIZE, RSIZE], gpa_base=gpa_base)
+        self.mem = self.ram.memory()
+        self.counters = RingCounters(bytearray(8))
+        self.drv = VirtqDriver(self.ram, NUM, start_idx=start_idx, region=1)
+        self.ring = self.drv.vring(self.mem, self.counters, 0, indirect=False)
+        self.start = start_idx
+
+    def post(self, points: list[tuple[int, int]], ln: int, flags: int) -> list[int]:
+        gpas = [self.ram.regions[r].gpa + off for r, off in points]
+        for k, gpa in enumerate(gpas):
+            head = (self.start + k) % NUM
+            self.drv.write_desc(head, gpa, ln, flags, 0)
+            self.drv.push_avail(head, publish=False)
+        self.drv.publish()
+        return gpas
+
+    def close(self) -> None:
+        self.ring.release()
+        self.mem.close()
+        self.ram.close()
+
+
+gpa_bases = st.sampled_from([0, 0x1_4000_0000, 2**32 - RSIZE // 2])
+
+
+@SETTINGS
+@given(st.integers(0, 200), st.sampled_from([10, 12]), st.integers(0, 65535), gpa_bases,
+       st.data())
+def test_dequeue_of_mempool_layouts_reads_every_buffer(size, hdr_len, start_idx, gpa_base,
+                                                       data):
+    ln = hdr_len + size
+    points = data.draw(layouts(ln))
+    g = MempoolGuest(start_idx, gpa_base)
+    try:
+        gpas = g.post(points, ln, 0)
+        for k, gpa in enumerate(gpas):   # later buffers may overwrite earlier ones
+            g.ram.write(gpa, bytes([k % 251]) * hdr_len + os.urandom(size))
+        want = [g.ram.read(gpa + hdr_len, size) for gpa in gpas]
+        before = g.ram.snapshot()
+        assert g.ring.dequeue(NUM, hdr_len) == want
+        assert g.ring.last_bytes == size * len(gpas)
+        assert [x for x in g.ram.changed(before)
+                if not g.drv.used <= x[0] < g.drv.used + 6 + 8 * NUM] == []
+        assert g.drv.collect_used() == [((start_idx + k) % NUM, 0) for k in range(len(gpas))]
+    finally:
+        g.close()
+
+
+@SETTINGS
+@given(st.integers(0, 200), st.integers(0, 65535), gpa_bases, st.booleans(), st.data())
+def test_a_buffer_outside_memory_fails_the_burst_untouched(size, start_idx, gpa_base, receive,
+                                                          data):
+    """One run sticks out of its region (past its end, into the hole after it):
+    VringError, and no byte of guest memory read into a frame or written."""
+    hdr_len = 12
+    ln = hdr_len + size
+    points = data.draw(layouts(ln))
+    k = data.draw(st.integers(0, len(points) - 1))
+    region, _ = points[k]
+    # From buffer k on, the run climbs past the end of the region.
+    over = data.draw(st.integers(1, ln))
+    step = data.draw(st.sampled_from([ln, 2368]))
+    tail = len(points) - k
+    points[k:] = [(region, RSIZE - ln + over - (tail - 1 - j) * step) for j in range(tail)]
+    if points[k][1] < 0:
+        return
+    g = MempoolGuest(start_idx, gpa_base)
+    try:
+        g.post(points, ln, VRING_DESC_F_WRITE if receive else 0)
+        before = g.ram.snapshot()
+        try:
+            if receive:
+                g.ring.enqueue([bytes(size)] * len(points), hdr_len, True)
+            else:
+                g.ring.dequeue(NUM, hdr_len)
+        except VringError as e:
+            assert "outside guest memory" in str(e)
+        else:
+            raise AssertionError("a buffer outside guest memory went unnoticed")
+        assert g.ram.changed(before) == [] or receive
+        assert g.drv.used_idx == start_idx & 0xFFFF
+    finally:
+        g.close()
