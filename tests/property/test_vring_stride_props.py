@@ -143,6 +143,42 @@ def test_dequeue_of_mempool_layouts_reads_every_buffer(size, hdr_len, start_idx,
 
 
 @SETTINGS
+@given(st.integers(0, 200), st.integers(0, 64), st.integers(0, 65535), gpa_bases,
+       st.booleans(), st.data())
+def test_enqueue_into_mempool_layouts_writes_every_buffer(size, spare, start_idx, gpa_base,
+                                                          one_size, data):
+    hdr_len = 12
+    ln = hdr_len + size + spare
+    points = data.draw(layouts(ln))
+    frames = [os.urandom(size if one_size else data.draw(st.integers(0, size)))
+              for _ in points]
+    g = MempoolGuest(start_idx, gpa_base)
+    try:
+        gpas = g.post(points, ln, VRING_DESC_F_WRITE)
+        header = bytes(10) + (1).to_bytes(2, "little")
+        want = GuestRam.__new__(GuestRam)   # the reference: the same writes, in order
+        want.regions = g.ram.regions
+        want.maps = [bytearray(m) for m in g.ram.maps]
+        for gpa, frame in zip(gpas, frames):
+            mm, off = want._where(gpa, hdr_len + len(frame))
+            mm[off:off + hdr_len + len(frame)] = header + frame
+        assert g.ring.enqueue(frames, hdr_len, True) == len(frames)
+        assert g.ring.last_bytes == sum(map(len, frames))
+        used = g.drv.used
+        for r, got, ref in zip(g.ram.regions, g.ram.maps, want.maps):
+            lo, hi = r.mmap_offset, r.mmap_offset + r.size
+            if r.gpa <= used < r.gpa + r.size:   # the used ring changed too: compare around it
+                u, v = r.mmap_offset + used - r.gpa, r.mmap_offset + used - r.gpa + 6 + 8 * NUM
+                assert got[lo:u] == ref[lo:u] and got[v:hi] == ref[v:hi]
+            else:
+                assert got[lo:hi] == ref[lo:hi]
+        assert g.drv.collect_used() == [((start_idx + k) % NUM, hdr_len + len(f))
+                                        for k, f in enumerate(frames)]
+    finally:
+        g.close()
+
+
+@SETTINGS
 @given(st.integers(0, 200), st.integers(0, 65535), gpa_bases, st.booleans(), st.data())
 def test_a_buffer_outside_memory_fails_the_burst_untouched(size, start_idx, gpa_base, receive,
                                                           data):

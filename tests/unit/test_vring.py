@@ -703,6 +703,16 @@ def test_mempool_burst_is_copied_out_a_run_at_a_time(env, runs, monkeypatch):
     assert gathered == [(10, 2368, 60), (8, 2368, 60)]   # the pair is two slices
 
 
+def test_mempool_burst_is_written_in_one_pass(env, runs):
+    drv, vr = env.ring(32)
+    gpas = _mempool_runs(drv, env, 2048, VRING_DESC_F_WRITE, [(3, 10, 1), (40, 8, -1)])
+    frames = [frame(i, 100) for i in range(len(gpas))]
+    assert vr.enqueue(frames, 12, True) == len(frames)
+    assert runs["enqueue"] == 1
+    assert [env.ram.read(gpa, 112) for gpa in gpas] == [
+        bytes(10) + b"\x01\x00" + f for f in frames]
+
+
 def test_in_order_burst_with_a_bad_descriptor_publishes_nothing(env):
     drv, vr = env.ring(16)
     heads = [drv.add_tx(frame(i)) for i in range(6)]

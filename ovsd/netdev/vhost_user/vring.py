@@ -608,6 +608,12 @@ class SplitVring:
         x = int.from_bytes(raw, "little")
         if x & flags != all_write:
             return None
+        hi_word, ln = _HI_LEN.unpack_from(raw, 4)
+        if x & _hi_len_mask(n) == _hi_len_pattern(n, hi_word, ln):
+            used = self._scatter(_lows_struct(n).unpack(raw), hi_word << 32, ln, frames,
+                                 hdr_len, h0)
+            if used is not None:
+                return used
         vals = _descs_struct(n).unpack(raw)
         lens = vals[1::2]
         sizes = list(map(len, frames))
@@ -636,6 +642,33 @@ class SplitVring:
         used[1::2] = needs
         self.last_bytes = sum(sizes)
         return _used_struct(n, False).pack(*used)
+
+    def _scatter(self, lows: tuple[int, ...], base: int, ln: int, frames: list,
+                 hdr_len: int, h0: int) -> bytes | None:
+        """Write frames of one size, each with a one-buffer header, into the
+        buffers at base + lows[i], all ``ln`` bytes long; the used entries
+        (last_bytes set), or None, nothing written, when the frames differ in
+        size or do not fit or the buffers are not inside one memory region."""
+        size = len(frames[0])
+        need = hdr_len + size
+        if need > ln or max(map(len, frames)) != size or min(map(len, frames)) != size:
+            return None
+        start = base + min(lows)
+        end = base + max(lows) + need
+        lo, hi, delta, mm = self._fast
+        if not (lo <= start and end <= hi):
+            span = self._span(start, end - start)
+            if span is None:
+                return None
+            lo, hi, delta, mm = self._fast = span
+        off = base + delta  # small when the region is: cheaper additions below
+        hdr = _ONE_BUFFER_HDR[hdr_len]
+        for a, frame in zip(lows, frames):
+            a += off
+            mm[a:a + need] = hdr + frame
+        n = len(frames)
+        self.last_bytes = n * size
+        return _in_order_used(self.num, need)[h0 << 3:(h0 + n) << 3]
 
     def _raise_bad_head(self, first: int, heads: tuple[int, ...]) -> None:
         num = self.num
