@@ -515,10 +515,12 @@ class SplitVring:
             return dmm[at:at + (n << 4)]
         return dmm[at:at + (k << 4)] + dmm[self._doff:self._doff + ((n - k) << 4)]
 
-    def _run_span(self, x: int, addrs: tuple[int, ...], longest: int) -> Span | None:
+    def _run_span(self, x: int, addrs: tuple[int, ...], longest: int,
+                  base: int = 0) -> Span | None:
         """The memory region holding every buffer of a run, or None.  ``x``: the
         run's raw descriptors as one little-endian int, with which the region
-        the last runs used is tested for all buffers at once (all_within)."""
+        the last runs used is tested for all buffers at once (all_within);
+        the buffers are at base + addrs[i]."""
         span = self._fast
         n = len(addrs)
         key = (n, longest, span[0], span[1])
@@ -529,8 +531,8 @@ class SplitVring:
             bounds = self._bounds[key] = lane_bounds(*key)
         if bounds is not None and all_within(x, n, bounds):
             return span
-        first = min(addrs)
-        end = max(addrs) + longest
+        first = base + min(addrs)
+        end = base + max(addrs) + longest
         span = self._span(first, end - first)
         if span is not None:
             self._fast = span
@@ -610,7 +612,7 @@ class SplitVring:
             return None
         hi_word, ln = _HI_LEN.unpack_from(raw, 4)
         if x & _hi_len_mask(n) == _hi_len_pattern(n, hi_word, ln):
-            used = self._scatter(_lows_struct(n).unpack(raw), hi_word << 32, ln, frames,
+            used = self._scatter(x, _lows_struct(n).unpack(raw), hi_word << 32, ln, frames,
                                  hdr_len, h0)
             if used is not None:
                 return used
@@ -643,29 +645,31 @@ class SplitVring:
         self.last_bytes = sum(sizes)
         return _used_struct(n, False).pack(*used)
 
-    def _scatter(self, lows: tuple[int, ...], base: int, ln: int, frames: list,
+    def _scatter(self, x: int, lows: tuple[int, ...], base: int, ln: int, frames: list,
                  hdr_len: int, h0: int) -> bytes | None:
         """Write frames of one size, each with a one-buffer header, into the
-        buffers at base + lows[i], all ``ln`` bytes long; the used entries
-        (last_bytes set), or None, nothing written, when the frames differ in
-        size or do not fit or the buffers are not inside one memory region."""
+        buffers at base + lows[i], all ``ln`` bytes long (``x``: their raw
+        descriptors as one int); the used entries (last_bytes set), or None
+        when the frames do not fit or differ in size or the buffers are not
+        inside one memory region.  Then the exact walk redoes the burst: the
+        buffers are still the device's until used->idx says otherwise, so
+        what was written into them meanwhile is only overwritten."""
         size = len(frames[0])
         need = hdr_len + size
-        if need > ln or max(map(len, frames)) != size or min(map(len, frames)) != size:
+        if need > ln:
             return None
-        start = base + min(lows)
-        end = base + max(lows) + need
-        lo, hi, delta, mm = self._fast
-        if not (lo <= start and end <= hi):
-            span = self._span(start, end - start)
-            if span is None:
-                return None
-            lo, hi, delta, mm = self._fast = span
-        off = base + delta  # small when the region is: cheaper additions below
+        span = self._run_span(x, lows, need, base)
+        if span is None:
+            return None
+        off = base + span[2]  # small when the region is: cheaper additions below
+        mm = span[3]
         hdr = _ONE_BUFFER_HDR[hdr_len]
-        for a, frame in zip(lows, frames):
-            a += off
-            mm[a:a + need] = hdr + frame
+        try:
+            for a, frame in zip(lows, frames):
+                a += off
+                mm[a:a + need] = hdr + frame
+        except IndexError:  # a frame of another size (the slice is need bytes)
+            return None
         n = len(frames)
         self.last_bytes = n * size
         return _in_order_used(self.num, need)[h0 << 3:(h0 + n) << 3]
