@@ -135,6 +135,10 @@ class Datapath:
         self._pending_mixed: Counter = Counter()
         self._pending_used = 0.0
         self._folded = 0.0
+        # The batch that took a whole burst of frames of one length (simple
+        # match or one megaflow) in the current process(): its bytes are
+        # counted by a product rather than a pass over it.
+        self._whole: list | None = None
 
     # -- ports ----------------------------------------------------------------
 
@@ -217,6 +221,7 @@ class Datapath:
         batches: dict[DpFlow, list] = {}
         outputs: dict[int, list] = {}
         now = self.clock()
+        self._whole = None
         simple = self.simple.tables(in_port)
         if simple is not None:
             frames = self._simple_walk(in_port, frames, simple, batches)
@@ -225,10 +230,16 @@ class Datapath:
             self._full_walk(in_port, frames, batches, outputs, now)
         if self.taps:
             self._tap_rx(in_port, batches)
+        whole = self._whole
         for flow, batch in batches.items():
             nb = len(batch)
             flow.n_packets += nb
-            flow.n_bytes += len(batch[0]) if nb == 1 else sum(map(len, batch))
+            if nb == 1:
+                flow.n_bytes += len(batch[0])
+            elif batch is whole:  # frames of one length: no pass over them
+                flow.n_bytes += nb * len(batch[0])
+            else:
+                flow.n_bytes += sum(map(len, batch))
             flow.used = now
             ports = flow.out_ports
             if ports is None:
@@ -274,7 +285,7 @@ class Datapath:
             for mask, table in tables:
                 flow = table.get(ipv4 & mask)
                 if flow is not None:
-                    batches[flow] = list(frames)  # the caller keeps its list
+                    batches[flow] = self._whole = list(frames)  # the caller keeps its list
                     self.stats.n_packets += len(frames)
                     self.stats.n_simple_hit += len(frames)
                     return []
@@ -361,7 +372,8 @@ class Datapath:
                 self.megaflows.subtable_probes += n * rank
                 batch = batches.get(flow)
                 if batch is None:
-                    batches[flow] = list(frames)  # the caller keeps its list
+                    # The caller keeps its list; shared_key saw one length.
+                    batches[flow] = self._whole = list(frames)
                 else:
                     batch.extend(frames)
                 return True
