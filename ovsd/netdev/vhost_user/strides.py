@@ -44,18 +44,18 @@ def runs(points: tuple[int, ...] | list[int]) -> list[tuple[int, int, int]]:
 #: step bytes apart.  Run lengths vary from burst to burst, so a stream of one
 #: frame size and one mempool fills at most one entry per length; the cache
 #: is emptied if far more shapes than that come by.
-_GATHER: dict[tuple[int, int, int], Struct] = {}
+GATHER_STRUCTS: dict[tuple[int, int, int], Struct] = {}
 
 
 def gather_struct(count: int, step: int, size: int) -> Struct:
     """The Struct whose unpack_from(buf, at) returns the ``count`` blocks of
     ``size`` bytes at at, at + step, ... (``step >= size``)."""
     key = (count, step, size)
-    s = _GATHER.get(key)
+    s = GATHER_STRUCTS.get(key)
     if s is None:
         if step < size:
             raise ValueError(f"step {step} < size {size}: blocks would overlap")
-        if len(_GATHER) >= 1024:
-            _GATHER.clear()
-        s = _GATHER[key] = Struct("<" + f"{size}s{step - size}x" * (count - 1) + f"{size}s")
+        if len(GATHER_STRUCTS) >= 1024:
+            GATHER_STRUCTS.clear()
+        s = GATHER_STRUCTS[key] = Struct("<" + f"{size}s{step - size}x" * (count - 1) + f"{size}s")
     return s

@@ -35,7 +35,7 @@ from struct import Struct
 from typing import Sequence
 
 from ovsd.netdev.vhost_user.memory import GuestMemory, GuestMemoryError, Span
-from ovsd.netdev.vhost_user.strides import gather_struct, runs
+from ovsd.netdev.vhost_user.strides import GATHER_STRUCTS, gather_struct, runs
 
 VRING_DESC_F_NEXT = 1
 VRING_DESC_F_WRITE = 2
@@ -574,29 +574,35 @@ class SplitVring:
                 hdr_len: int) -> list[bytes] | None:
         """The frames of buffers base + lows[i], all ``ln`` bytes long, copied a
         stride run at a time (strides.py); None if some run is not inside one
-        memory region (nothing is read before that is known)."""
+        memory region (each run is checked before it is read)."""
         lo, hi, delta, mm = self._fast
-        spans = []
+        size = ln - hdr_len
+        structs = GATHER_STRUCTS
+        frames: list[bytes] = []
         for first, last, step in runs(lows):
-            start = base + (lows[first] if step >= 0 else lows[last])
-            end = base + (lows[last] if step >= 0 else lows[first]) + ln
-            if not (lo <= start and end <= hi):
+            if step >= 0:
+                start = base + lows[first]
+                end = base + lows[last] + ln
+            else:
+                start = base + lows[last]
+                end = base + lows[first] + ln
+            if start < lo or end > hi:
                 span = self._span(start, end - start)
                 if span is None:
                     return None
                 lo, hi, delta, mm = self._fast = span
-            spans.append((first, last, step, start + delta + hdr_len, mm))
-        size = ln - hdr_len
-        frames: list[bytes] = []
-        for first, last, step, at, mm in spans:
             count = last - first + 1
-            if count >= _GATHER_MIN and step >= size:
-                frames += gather_struct(count, step, size).unpack_from(mm, at)
-            elif count >= _GATHER_MIN and -step >= size:
-                frames += gather_struct(count, -step, size).unpack_from(mm, at)[::-1]
-            else:
-                skip = at - (lows[first] if step >= 0 else lows[last])
-                frames += [mm[p + skip:p + skip + size] for p in lows[first:last + 1]]
+            if count >= _GATHER_MIN:
+                if step >= size:
+                    s = structs.get((count, step, size)) or gather_struct(count, step, size)
+                    frames += s.unpack_from(mm, start + delta + hdr_len)
+                    continue
+                if -step >= size:
+                    s = structs.get((count, -step, size)) or gather_struct(count, -step, size)
+                    frames += s.unpack_from(mm, start + delta + hdr_len)[::-1]
+                    continue
+            skip = base + delta + hdr_len
+            frames += [mm[p + skip:p + skip + size] for p in lows[first:last + 1]]
         return frames
 
     def _enqueue_run(self, heads: tuple[int, ...], frames: list,
