@@ -103,6 +103,17 @@ def _descs_struct(n: int) -> Struct:
     return s
 
 
+#: Per ring size: 0, 1, ..., num-1 twice, as ints.
+_IN_ORDER_IDS: dict[int, tuple[int, ...]] = {}
+
+
+def _in_order_ids(num: int) -> tuple[int, ...]:
+    t = _IN_ORDER_IDS.get(num)
+    if t is None:
+        t = _IN_ORDER_IDS[num] = (*range(num), *range(num))
+    return t
+
+
 def _in_order(num: int) -> bytes:
     b = _IN_ORDER.get(num)
     if b is None:
@@ -365,14 +376,16 @@ class SplitVring:
         if pending > num:
             self._raise_too_many(last_avail, pending)
         n = pending if pending < max_frames else max_frames
-        raw, heads = self._read_heads(last_avail, n)
-        if raw == self._in_order[2 * heads[0]:2 * (heads[0] + n)]:
-            frames = self._dequeue_run(heads[0], n, hdr_len)
+        raw = self._avail_entries(last_avail, n)
+        h0 = raw[0] | raw[1] << 8
+        if h0 < num and raw == self._in_order[2 * h0:2 * (h0 + n)]:
+            frames = self._dequeue_run(h0, n, hdr_len)
             if frames is not None:
-                at = heads[0] << 3
+                at = h0 << 3
                 self._publish(last_avail + n, used_idx, n,
                               _in_order_used(num, 0)[at:at + (n << 3)])
                 return frames
+        heads = self._checked_heads(raw, last_avail)
 
         lo, hi, delta, mm = self._fast
         dmm = self._dmm
@@ -430,12 +443,14 @@ class SplitVring:
         if pending > num:
             self._raise_too_many(last_avail, pending)
         n = pending if pending < nframes else nframes
-        raw, heads = self._read_heads(last_avail, n)
-        if raw == self._in_order[2 * heads[0]:2 * (heads[0] + n)]:
-            used = self._enqueue_run(heads, frames if n == nframes else frames[:n], hdr_len)
+        raw = self._avail_entries(last_avail, n)
+        h0 = raw[0] | raw[1] << 8
+        if h0 < num and raw == self._in_order[2 * h0:2 * (h0 + n)]:
+            used = self._enqueue_run(h0, frames if n == nframes else frames[:n], hdr_len)
             if used is not None:
                 self._publish(last_avail + n, used_idx, n, used)
                 return n
+        heads = self._checked_heads(raw, last_avail)
 
         hdr = _ONE_BUFFER_HDR[hdr_len]
         lo, hi, delta, mm = self._fast
@@ -480,9 +495,13 @@ class SplitVring:
 
     # -- burst pieces -------------------------------------------------------------
 
-    def _read_heads(self, first: int, n: int) -> tuple[bytes, tuple[int, ...]]:
-        """Avail entries first..first+n-1 (free-running indices), all checked < num:
-        as they lie in the ring (u16 little endian) and as ints."""
+    def _read_heads(self, first: int, n: int) -> tuple[int, ...]:
+        """Avail entries first..first+n-1 (free-running indices), all checked < num."""
+        return self._checked_heads(self._avail_entries(first, n), first)
+
+    def _avail_entries(self, first: int, n: int) -> bytes:
+        """Avail entries first..first+n-1 as they lie in the ring (u16 little
+        endian), unchecked: equal to a slice of _in_order they are all < num."""
         num = self.num
         start = first & (num - 1)
         amm = self._amm
@@ -492,12 +511,16 @@ class SplitVring:
             raw = amm[at:at + 2 * n]
         else:
             raw = amm[at:ring + 2 * num] + amm[ring:ring + 2 * (start + n - num)]
-        heads = _heads_struct(n).unpack(raw)
+        return raw
+
+    def _checked_heads(self, raw: bytes, first: int) -> tuple[int, ...]:
+        """The avail entries ``raw`` (read from index ``first`` on) as ints, all < num."""
+        heads = _heads_struct(len(raw) >> 1).unpack(raw)
         # One check for the whole burst: an entry >= num (a power of two) has a
         # bit set that _bad_heads has in every 16-bit lane.
         if int.from_bytes(raw, "little") & self._bad_heads:
             self._raise_bad_head(first, heads)
-        return raw, heads
+        return heads
 
     # The in-order runs: a burst whose heads are consecutive descriptors
     # (mod num), each a chain of one buffer inside one memory region, is
@@ -605,12 +628,11 @@ class SplitVring:
             frames += [mm[p + skip:p + skip + size] for p in lows[first:last + 1]]
         return frames
 
-    def _enqueue_run(self, heads: tuple[int, ...], frames: list,
-                     hdr_len: int) -> bytes | None:
-        """Write each frame with a one-buffer header; the used entries as they go
-        into the used ring (last_bytes set), or None (nothing written)."""
+    def _enqueue_run(self, h0: int, frames: list, hdr_len: int) -> bytes | None:
+        """Write each frame with a one-buffer header into descriptors h0, h0+1, ...
+        (mod num); the used entries as they go into the used ring (last_bytes
+        set), or None (nothing written)."""
         n = len(frames)
-        h0 = heads[0]
         raw = self._desc_run(h0, n)
         flags, all_write = _flag_words(n)
         x = int.from_bytes(raw, "little")
@@ -646,7 +668,7 @@ class SplitVring:
             a += delta
             mm[a:a + need] = hdr + frame
         used = [0] * (2 * n)
-        used[0::2] = heads
+        used[0::2] = _in_order_ids(self.num)[h0:h0 + n]
         used[1::2] = needs
         self.last_bytes = sum(sizes)
         return _used_struct(n, False).pack(*used)
@@ -792,7 +814,7 @@ class SplitVring:
                 if len(heads) == pending:
                     return False
                 more = min(pending - len(heads), 64)
-                heads.extend(self._read_heads(last_avail + len(heads), more)[1])
+                heads.extend(self._read_heads(last_avail + len(heads), more))
             head = heads[pos]
             segs, cap = self._walk(head, True)
             if cap < hdr_len:
