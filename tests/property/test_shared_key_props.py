@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ovsd.packet import key as K
-from ovsd.packet.parse import extract_keys, shared_key
+from ovsd.packet.parse import OneLengthBurst, extract_keys, shared_key
 
 FIELDS = ["dl_dst", "dl_src", "dl_type", "nw_frag", "nw_tos", "nw_ttl", "nw_proto", "nw_src",
           "nw_dst", "tp_src", "tp_dst", "in_port", "vlan_tci", "tcp_flags", "ipv6_src"]
@@ -60,6 +60,8 @@ def test_a_shared_key_is_every_frames_key_under_the_mask(burst, mask, in_port):
     if got is not None:
         assert got == keys[0]
         assert all(k & mask == got & mask for k in keys)
+    if len(set(map(len, burst))) == 1:   # as a ring that knows the length hands it over
+        assert shared_key(OneLengthBurst(burst), in_port, mask) == got
 
 
 @settings(max_examples=300, deadline=None)

@@ -11,6 +11,7 @@ from ovsd.netdev.vhost_user import vring as vring_module
 from ovsd.netdev.vhost_user.vring import (
     COUNTERS_STRIDE, MAX_FRAME, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE,
     VRING_USED_F_NO_NOTIFY, RingCounters, SplitVring, VringError)
+from ovsd.packet.parse import OneLengthBurst
 from tests.support.virtq_driver import DESC, GuestRam, VirtqDriver
 
 NEXT, WRITE, INDIRECT = VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, VRING_DESC_F_INDIRECT
@@ -699,7 +700,9 @@ def test_mempool_burst_is_copied_out_a_run_at_a_time(env, runs, monkeypatch):
     frames = [frame(i) for i in range(len(gpas))]
     for gpa, f in zip(gpas, frames):
         env.ram.write(gpa, bytes(12) + f)
-    assert vr.dequeue(32, 12) == frames
+    got = vr.dequeue(32, 12)
+    assert got == frames
+    assert type(got) is OneLengthBurst   # the datapath need not measure them again
     assert runs["dequeue"] == 1
     assert gathered == [(10, 2368, 60), (8, 2368, 60)]   # the pair is two slices
 

@@ -36,6 +36,7 @@ from typing import Sequence
 
 from ovsd.netdev.vhost_user.memory import GuestMemory, GuestMemoryError, Span
 from ovsd.netdev.vhost_user.strides import GATHER_STRUCTS, gather_struct, runs
+from ovsd.packet.parse import OneLengthBurst
 
 VRING_DESC_F_NEXT = 1
 VRING_DESC_F_WRITE = 2
@@ -594,14 +595,14 @@ class SplitVring:
         return [mm[a + skip:a + delta + ln] for a, ln in zip(addrs, lens)]
 
     def _gather(self, lows: tuple[int, ...], base: int, ln: int,
-                hdr_len: int) -> list[bytes] | None:
+                hdr_len: int) -> OneLengthBurst | None:
         """The frames of buffers base + lows[i], all ``ln`` bytes long, copied a
         stride run at a time (strides.py); None if some run is not inside one
         memory region (each run is checked before it is read)."""
         lo, hi, delta, mm = self._fast
         size = ln - hdr_len
         structs = GATHER_STRUCTS
-        frames: list[bytes] = []
+        frames = OneLengthBurst()
         for first, last, step in runs(lows):
             if step >= 0:
                 start = base + lows[first]
