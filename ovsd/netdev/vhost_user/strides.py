@@ -8,32 +8,60 @@ copied out by one ``Struct.unpack_from`` whose format skips the bytes between
 them (``"64s2304x" * 31 + "64s"``): one C call builds the run's bytes objects,
 where a slice per frame costs an address computation, a slice object and a
 subscript in the interpreter.  Finding the runs is C-level work over the
-burst (differences, then where they change) plus a step per run.
+burst (big-int lane arithmetic on the raw descriptors) plus a step per run.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
 from itertools import compress
-from operator import ne, sub
 from struct import Struct
+from typing import Sequence
 
 
-def runs(points: tuple[int, ...] | list[int]) -> list[tuple[int, int, int]]:
-    """Cover ``points`` with arithmetic progressions taken greedily from the left:
-    (first, last, step) with first..last an inclusive index range whose points
-    are ``step`` apart.  A point left alone at the end is (i, i, 0)."""
-    n = len(points)
-    diffs = list(map(sub, points[1:], points))
-    # Indices j at which the step changes: diffs[j] != diffs[j - 1].
-    turns = list(compress(range(1, n - 1), map(ne, diffs[1:], diffs)))
+#: Per burst size n, over n raw descriptors read as one little-endian int (a
+#: 128-bit lane each): the low address word of every lane; 2**40 in every
+#: lane; and the Struct reading the low 8 bytes of lanes 0..n-3.
+_LANES: dict[int, tuple[int, int, Struct]] = {}
+
+
+def _lanes(n: int) -> tuple[int, int, Struct]:
+    lanes = _LANES.get(n)
+    if lanes is None:
+        ones = int.from_bytes((1).to_bytes(16, "little") * n, "little")
+        lanes = _LANES[n] = (ones * 0xFFFF_FFFF, ones << 40,
+                             Struct("<" + "Q8x" * max(n - 2, 0)))
+    return lanes
+
+
+def runs(x: int, lows: Sequence[int]) -> list[tuple[int, int, int]]:
+    """Cover the points ``lows`` with arithmetic progressions taken greedily from
+    the left: (first, last, step) with first..last an inclusive index range
+    whose points are ``step`` apart.  A point left alone at the end is
+    (i, i, 0).  ``lows[i]`` is the low address word of descriptor i of the
+    raw descriptors ``x`` (one little-endian int).
+
+    Where a run turns, the second difference lows[j+1] - 2*lows[j] + lows[j-1]
+    is not zero.  All of them come from a few big-int operations on ``x``:
+    with the low words alone in their lanes (< 2**32) and 2**40 added to
+    every lane, each lane of (x >> 256) + x - 2*(x >> 128) holds its second
+    difference plus 2**40, between 2**40 - 2**34 and 2**40 + 2**34, so no
+    lane borrows from or carries into another; XOR with 2**40 leaves zero
+    exactly where the step goes on.  A differences pass and a comparison
+    pass over the points in the interpreter's C loops cost twice as much."""
+    n = len(lows)
+    low_words, bias, lane_struct = _lanes(n)
+    a = x & low_words
+    z = ((a >> 256) + a + bias - (a >> 127)) ^ bias
+    turns = list(compress(range(1, n - 1),
+                          lane_struct.unpack_from(z.to_bytes(16 * n, "little"))))
     nturns = len(turns)
     out = []
     i = 0
     while i < n - 1:
         t = bisect_right(turns, i)
         last = turns[t] if t < nturns else n - 1
-        out.append((i, last, diffs[i]))
+        out.append((i, last, lows[i + 1] - lows[i]))
         i = last + 1
     if i == n - 1:
         out.append((i, i, 0))

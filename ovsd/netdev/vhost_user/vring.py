@@ -571,7 +571,7 @@ class SplitVring:
         hi_word, ln = _HI_LEN.unpack_from(raw, 4)
         if hdr_len <= ln <= hdr_len + MAX_FRAME and x & _hi_len_mask(n) == _hi_len_pattern(
                 n, hi_word, ln):
-            frames = self._gather(_lows_struct(n).unpack(raw), hi_word << 32, ln, hdr_len)
+            frames = self._gather(x, _lows_struct(n).unpack(raw), hi_word << 32, ln, hdr_len)
             if frames is not None:
                 self.last_bytes = n * (ln - hdr_len)
                 return frames
@@ -594,16 +594,17 @@ class SplitVring:
         self.last_bytes = sum(lens) - n * hdr_len
         return [mm[a + skip:a + delta + ln] for a, ln in zip(addrs, lens)]
 
-    def _gather(self, lows: tuple[int, ...], base: int, ln: int,
+    def _gather(self, x: int, lows: tuple[int, ...], base: int, ln: int,
                 hdr_len: int) -> OneLengthBurst | None:
         """The frames of buffers base + lows[i], all ``ln`` bytes long, copied a
-        stride run at a time (strides.py); None if some run is not inside one
-        memory region (each run is checked before it is read)."""
+        stride run at a time (strides.py; ``x``: the raw descriptors as one
+        int); None if some run is not inside one memory region (each run is
+        checked before it is read)."""
         lo, hi, delta, mm = self._fast
         size = ln - hdr_len
         structs = GATHER_STRUCTS
         frames = OneLengthBurst()
-        for first, last, step in runs(lows):
+        for first, last, step in runs(x, lows):
             if step >= 0:
                 start = base + lows[first]
                 end = base + lows[last] + ln
