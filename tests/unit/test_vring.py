@@ -717,6 +717,25 @@ def test_mempool_burst_is_written_in_one_pass(env, runs):
         bytes(10) + b"\x01\x00" + f for f in frames]
 
 
+def test_mempool_buffers_coming_round_again_get_their_header_checked(env, runs):
+    """The second time round a header still right is left alone, one the guest
+    changed meanwhile is written again."""
+    drv, vr = env.ring(32)
+    gpas = _mempool_runs(drv, env, 2048, VRING_DESC_F_WRITE, [(3, 10, 1)])
+    assert vr.enqueue([frame(i, 100) for i in range(10)], 12, True) == 10
+    drv.collect_used()
+    env.ram.write(gpas[4] + 3, b"\xee")          # the guest scribbles on two headers
+    env.ram.write(gpas[7] + 10, b"\x05\x00")
+    for k in range(10):
+        drv.push_avail(k, publish=False)
+    drv.publish()
+    frames = [frame(50 + i, 100) for i in range(10)]
+    assert vr.enqueue(frames, 12, True) == 10
+    assert runs["enqueue"] == 2
+    assert [env.ram.read(gpa, 112) for gpa in gpas] == [
+        bytes(10) + b"\x01\x00" + f for f in frames]
+
+
 def test_in_order_burst_with_a_bad_descriptor_publishes_nothing(env):
     drv, vr = env.ring(16)
     heads = [drv.add_tx(frame(i)) for i in range(6)]
