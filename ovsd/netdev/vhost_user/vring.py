@@ -602,32 +602,34 @@ class SplitVring:
         checked before it is read)."""
         lo, hi, delta, mm = self._fast
         size = ln - hdr_len
+        # In terms of the low words p: the buffer base + p fits the region
+        # when low <= p <= high, and its frame starts at mm[p + off].
+        low, high, off = lo - base, hi - base - ln, base + delta + hdr_len
         structs = GATHER_STRUCTS
         frames = OneLengthBurst()
         for first, last, step in runs(x, lows):
             if step >= 0:
-                start = base + lows[first]
-                end = base + lows[last] + ln
+                p, q = lows[first], lows[last]
             else:
-                start = base + lows[last]
-                end = base + lows[first] + ln
-            if start < lo or end > hi:
-                span = self._span(start, end - start)
+                p, q = lows[last], lows[first]
+            if p < low or q > high:
+                span = self._span(base + p, q - p + ln)
                 if span is None:
                     return None
                 lo, hi, delta, mm = self._fast = span
+                low, high, off = lo - base, hi - base - ln, base + delta + hdr_len
             count = last - first + 1
             if count >= _GATHER_MIN:
                 if step >= size:
                     s = structs.get((count, step, size)) or gather_struct(count, step, size)
-                    frames += s.unpack_from(mm, start + delta + hdr_len)
+                    frames += s.unpack_from(mm, p + off)
                     continue
                 if -step >= size:
                     s = structs.get((count, -step, size)) or gather_struct(count, -step, size)
-                    frames += s.unpack_from(mm, start + delta + hdr_len)[::-1]
+                    frames += s.unpack_from(mm, p + off)[::-1]
                     continue
-            skip = base + delta + hdr_len
-            frames += [mm[p + skip:p + skip + size] for p in lows[first:last + 1]]
+            end = off + size
+            frames += [mm[a + off:a + end] for a in lows[first:last + 1]]
         return frames
 
     def _enqueue_run(self, h0: int, frames: list, hdr_len: int) -> bytes | None:
