@@ -11,12 +11,15 @@ each value read from it is copied into a local first and checked before it
 is used, and every address goes through the memory table.  A ring the guest
 broke raises ``VringError`` before the burst publishes anything.
 
-The hot path is one burst at a time: one unpack for the avail entries it
-covers, one ``Struct.unpack_from`` per descriptor, a fast path for the
-common chain of one descriptor inside the memory region that the previous
-one was in, and one ``pack_into`` for the used entries followed by one
-used->idx store.  Anything else (chains, indirect tables, other regions,
-frames spread over several receive buffers) takes the general walk.
+The hot path is one burst at a time, and one used->idx store per burst.
+A burst whose avail entries are consecutive descriptors, each one buffer
+(DPDK hands them out so), is checked by whole-burst operations on its raw
+descriptors read as one int; when all its buffers also have one length,
+dequeue copies its frames out a stride run at a time (strides.py) and
+enqueue writes them with one store each.  Other bursts are walked
+descriptor by descriptor, with a fast path for the chain of one buffer in
+the memory region the previous one was in; chains, indirect tables and
+frames spread over several receive buffers take the general walk.
 
 Device indices (last_avail_idx, used_idx) live only in ``RingCounters``,
 read once when a burst starts and written once when it ends, so any process
@@ -526,10 +529,12 @@ class SplitVring:
     # The in-order runs: a burst whose heads are consecutive descriptors
     # (mod num), each a chain of one buffer inside one memory region, is
     # checked with a few whole-burst operations (one big-int test of every
-    # flags field, min/max of lengths and addresses) and copied by a
-    # comprehension, instead of an unpack and four tests per frame.  Anything
-    # else returns None before touching guest memory, and the caller walks the
-    # burst frame by frame.
+    # flags field, of one length and address high word, a lane test of the
+    # addresses against the region) and copied by stride runs or one store
+    # per frame, instead of an unpack and four tests per frame.  Anything
+    # else returns None, and the caller walks the burst frame by frame:
+    # dequeue before reading guest memory; enqueue possibly after writing
+    # buffers that are still the device's (see _scatter).
 
     def _desc_run(self, h0: int, n: int) -> bytes:
         """The raw descriptors h0, h0+1, ... (mod num), n of them."""
@@ -635,7 +640,8 @@ class SplitVring:
     def _enqueue_run(self, h0: int, frames: list, hdr_len: int) -> bytes | None:
         """Write each frame with a one-buffer header into descriptors h0, h0+1, ...
         (mod num); the used entries as they go into the used ring (last_bytes
-        set), or None (nothing written)."""
+        set), or None: then nothing was published and the caller's exact walk
+        does the burst."""
         n = len(frames)
         raw = self._desc_run(h0, n)
         flags, all_write = _flag_words(n)
