@@ -60,8 +60,11 @@ def test_runs_are_the_greedy_progressions(points, data):
                        st.integers(0, 2**32 - 1))
     raw = b"".join(struct.pack("<IIII", p, *data.draw(others)) for p in points)
     x = int.from_bytes(raw, "little")
-    assert runs(x, points) == _runs_reference(points)
-    assert runs(x, tuple(points)) == _runs_reference(points)
+    turns = sum(1 for j in range(1, len(points) - 1)
+                if points[j + 1] - points[j] != points[j] - points[j - 1])
+    want = None if turns > len(points) >> 2 else _runs_reference(points)
+    assert runs(x, points) == want
+    assert runs(x, tuple(points)) == want
 
 
 @settings(max_examples=500, deadline=None)

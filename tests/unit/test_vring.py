@@ -707,6 +707,22 @@ def test_mempool_burst_is_copied_out_a_run_at_a_time(env, runs, monkeypatch):
     assert gathered == [(10, 2368, 60), (8, 2368, 60)]   # the pair is two slices
 
 
+def test_scattered_mempool_burst_is_copied_a_slice_per_frame(env, runs, monkeypatch):
+    """A mempool whose order was scrambled gives runs of one or two: no Struct per
+    run then, but the burst still leaves whole and as one length."""
+    drv, vr = env.ring(32)
+    gathered = []
+    monkeypatch.setattr(vring_module, "gather_struct", lambda *a: gathered.append(a))
+    gpas = _mempool_runs(drv, env, 12 + 60, 0, [(e, 1, 1) for e in (7, 30, 2, 51, 19, 44,
+                                                                    11, 60, 3, 38)])
+    frames = [frame(i) for i in range(len(gpas))]
+    for gpa, f in zip(gpas, frames):
+        env.ram.write(gpa, bytes(12) + f)
+    got = vr.dequeue(32, 12)
+    assert got == frames and type(got) is OneLengthBurst
+    assert runs["dequeue"] == 1 and gathered == []
+
+
 def test_mempool_burst_is_written_in_one_pass(env, runs):
     drv, vr = env.ring(32)
     gpas = _mempool_runs(drv, env, 2048, VRING_DESC_F_WRITE, [(3, 10, 1), (40, 8, -1)])

@@ -34,12 +34,15 @@ def _lanes(n: int) -> tuple[int, int, Struct]:
     return lanes
 
 
-def runs(x: int, lows: Sequence[int]) -> list[tuple[int, int, int]]:
+def runs(x: int, lows: Sequence[int]) -> list[tuple[int, int, int]] | None:
     """Cover the points ``lows`` with arithmetic progressions taken greedily from
     the left: (first, last, step) with first..last an inclusive index range
     whose points are ``step`` apart.  A point left alone at the end is
     (i, i, 0).  ``lows[i]`` is the low address word of descriptor i of the
-    raw descriptors ``x`` (one little-endian int).
+    raw descriptors ``x`` (one little-endian int).  None when the points
+    turn more than once every 4 on average (a mempool whose order has been
+    scrambled): then runs are too short to pay for their per-run work, and
+    a slice per frame is cheaper.
 
     Where a run turns, the second difference lows[j+1] - 2*lows[j] + lows[j-1]
     is not zero.  All of them come from a few big-int operations on ``x``:
@@ -56,6 +59,8 @@ def runs(x: int, lows: Sequence[int]) -> list[tuple[int, int, int]]:
     turns = list(compress(range(1, n - 1),
                           lane_struct.unpack_from(z.to_bytes(16 * n, "little"))))
     nturns = len(turns)
+    if nturns > n >> 2:
+        return None
     out = []
     i = 0
     while i < n - 1:

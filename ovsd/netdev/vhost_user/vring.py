@@ -202,8 +202,11 @@ _HI_LEN = Struct("<II")
 _GATHER_MIN = 4
 _LOWS: dict[int, Struct] = {}
 _HI_LEN_MASKS: dict[int, int] = {}
-#: (n, high word, len) -> n lanes holding them (bounded: one entry per stream shape).
+#: (n, high word, len) -> n lanes holding them.  Burst sizes vary with the
+#: load, so a ring's stream fills up to one entry per size, times the rings'
+#: few (high word, len) pairs; bounded at that.
 _HI_LEN_PATTERNS: dict[tuple[int, int, int], int] = {}
+_HI_LEN_PATTERNS_MAX = 2048
 
 
 def _lows_struct(n: int) -> Struct:
@@ -226,7 +229,7 @@ def _hi_len_pattern(n: int, hi_word: int, ln: int) -> int:
     key = (n, hi_word, ln)
     p = _HI_LEN_PATTERNS.get(key)
     if p is None:
-        if len(_HI_LEN_PATTERNS) >= 64:
+        if len(_HI_LEN_PATTERNS) >= _HI_LEN_PATTERNS_MAX:
             _HI_LEN_PATTERNS.clear()
         p = _HI_LEN_PATTERNS[key] = _lanes(n)[2] * (hi_word << 32 | ln << 64)
     return p
@@ -612,7 +615,17 @@ class SplitVring:
         low, high, off = lo - base, hi - base - ln, base + delta + hdr_len
         structs = GATHER_STRUCTS
         frames = OneLengthBurst()
-        for first, last, step in runs(x, lows):
+        covered = runs(x, lows)
+        if covered is None:  # scattered buffers: a slice each
+            span = self._run_span(x, lows, ln, base)
+            if span is None:
+                return None
+            off = base + span[2] + hdr_len
+            end = off + size
+            mm = span[3]
+            frames += [mm[a + off:a + end] for a in lows]
+            return frames
+        for first, last, step in covered:
             if step >= 0:
                 p, q = lows[first], lows[last]
             else:
