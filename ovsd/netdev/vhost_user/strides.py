@@ -25,10 +25,16 @@ from typing import Sequence
 _LANES: dict[int, tuple[int, int, Struct]] = {}
 
 
+def lane_ones(n: int) -> int:
+    """n raw descriptors' worth of 128-bit lanes with 1 in each: times a value,
+    that value in every lane."""
+    return int.from_bytes((1).to_bytes(16, "little") * n, "little")
+
+
 def _lanes(n: int) -> tuple[int, int, Struct]:
     lanes = _LANES.get(n)
     if lanes is None:
-        ones = int.from_bytes((1).to_bytes(16, "little") * n, "little")
+        ones = lane_ones(n)
         lanes = _LANES[n] = (ones * 0xFFFF_FFFF, ones << 40,
                              Struct("<" + "Q8x" * max(n - 2, 0)))
     return lanes

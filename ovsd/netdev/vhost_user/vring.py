@@ -38,7 +38,7 @@ from struct import Struct
 from typing import Sequence
 
 from ovsd.netdev.vhost_user.memory import GuestMemory, GuestMemoryError, Span
-from ovsd.netdev.vhost_user.strides import GATHER_STRUCTS, gather_struct, runs
+from ovsd.netdev.vhost_user.strides import GATHER_STRUCTS, gather_struct, lane_ones, runs
 from ovsd.packet.parse import OneLengthBurst
 
 VRING_DESC_F_NEXT = 1
@@ -165,7 +165,7 @@ _LANES: dict[int, tuple[int, int, int]] = {}
 def _lanes(n: int) -> tuple[int, int, int]:
     lanes = _LANES.get(n)
     if lanes is None:
-        ones = int.from_bytes((1).to_bytes(16, "little") * n, "little")
+        ones = lane_ones(n)
         lanes = _LANES[n] = (ones * 0xFFFF_FFFF_FFFF_FFFF, ones << 64, ones)
     return lanes
 
@@ -202,11 +202,6 @@ _HI_LEN = Struct("<II")
 _GATHER_MIN = 4
 _LOWS: dict[int, Struct] = {}
 _HI_LEN_MASKS: dict[int, int] = {}
-#: (n, high word, len) -> n lanes holding them.  Burst sizes vary with the
-#: load, so a ring's stream fills up to one entry per size, times the rings'
-#: few (high word, len) pairs; bounded at that.
-_HI_LEN_PATTERNS: dict[tuple[int, int, int], int] = {}
-_HI_LEN_PATTERNS_MAX = 2048
 
 
 def _lows_struct(n: int) -> Struct:
@@ -217,22 +212,13 @@ def _lows_struct(n: int) -> Struct:
     return s
 
 
-def _hi_len_mask(n: int) -> int:
-    """Every address high word and length field of n raw descriptors, as one int."""
+def _one_hi_len(x: int, n: int) -> bool:
+    """Whether n raw descriptors, read as one int ``x``, all have the address high
+    word and the length of the first: each lane is compared with the next."""
     m = _HI_LEN_MASKS.get(n)
-    if m is None:
-        m = _HI_LEN_MASKS[n] = _lanes(n)[2] * (0xFFFF_FFFF_FFFF_FFFF << 32)
-    return m
-
-
-def _hi_len_pattern(n: int, hi_word: int, ln: int) -> int:
-    key = (n, hi_word, ln)
-    p = _HI_LEN_PATTERNS.get(key)
-    if p is None:
-        if len(_HI_LEN_PATTERNS) >= _HI_LEN_PATTERNS_MAX:
-            _HI_LEN_PATTERNS.clear()
-        p = _HI_LEN_PATTERNS[key] = _lanes(n)[2] * (hi_word << 32 | ln << 64)
-    return p
+    if m is None:  # those fields of lanes 0..n-2
+        m = _HI_LEN_MASKS[n] = _lanes(n - 1)[2] * (0xFFFF_FFFF_FFFF_FFFF << 32)
+    return not (x ^ x >> 128) & m
 
 
 def _used_struct(n: int, ids_only: bool) -> Struct:
@@ -577,8 +563,7 @@ class SplitVring:
         if x & _flag_words(n)[0]:
             return None   # chained, indirect or write-only: not one plain buffer
         hi_word, ln = _HI_LEN.unpack_from(raw, 4)
-        if hdr_len <= ln <= hdr_len + MAX_FRAME and x & _hi_len_mask(n) == _hi_len_pattern(
-                n, hi_word, ln):
+        if hdr_len <= ln <= hdr_len + MAX_FRAME and _one_hi_len(x, n):
             frames = self._gather(x, _lows_struct(n).unpack(raw), hi_word << 32, ln, hdr_len)
             if frames is not None:
                 self.last_bytes = n * (ln - hdr_len)
@@ -608,12 +593,7 @@ class SplitVring:
         stride run at a time (strides.py; ``x``: the raw descriptors as one
         int); None if some run is not inside one memory region (each run is
         checked before it is read)."""
-        lo, hi, delta, mm = self._fast
         size = ln - hdr_len
-        # In terms of the low words p: the buffer base + p fits the region
-        # when low <= p <= high, and its frame starts at mm[p + off].
-        low, high, off = lo - base, hi - base - ln, base + delta + hdr_len
-        structs = GATHER_STRUCTS
         frames = OneLengthBurst()
         covered = runs(x, lows)
         if covered is None:  # scattered buffers: a slice each
@@ -625,6 +605,11 @@ class SplitVring:
             mm = span[3]
             frames += [mm[a + off:a + end] for a in lows]
             return frames
+        lo, hi, delta, mm = self._fast
+        # In terms of the low words p: the buffer base + p fits the region
+        # when low <= p <= high, and its frame starts at mm[p + off].
+        low, high, off = lo - base, hi - base - ln, base + delta + hdr_len
+        structs = GATHER_STRUCTS
         for first, last, step in covered:
             if step >= 0:
                 p, q = lows[first], lows[last]
@@ -662,7 +647,7 @@ class SplitVring:
         if x & flags != all_write:
             return None
         hi_word, ln = _HI_LEN.unpack_from(raw, 4)
-        if x & _hi_len_mask(n) == _hi_len_pattern(n, hi_word, ln):
+        if _one_hi_len(x, n):
             used = self._scatter(x, _lows_struct(n).unpack(raw), hi_word << 32, ln, frames,
                                  hdr_len, h0)
             if used is not None:
@@ -679,13 +664,6 @@ class SplitVring:
             return None
         _, _, delta, mm = span
         hdr = _ONE_BUFFER_HDR[hdr_len]
-        if min(sizes) == longest:  # one frame size: one used length for all
-            need = hdr_len + longest
-            for a, frame in zip(addrs, frames):
-                a += delta
-                mm[a:a + need] = hdr + frame
-            self.last_bytes = n * longest
-            return _in_order_used(self.num, need)[h0 << 3:(h0 + n) << 3]
         needs = [hdr_len + size for size in sizes]
         for a, frame, need in zip(addrs, frames, needs):
             a += delta
