@@ -6,8 +6,7 @@ import os
 
 import pytest
 
-from ovsd.netdev.vhost_user import strides
-from ovsd.netdev.vhost_user import vring as vring_module
+from ovsd.netdev.vhost_user import slices
 from ovsd.netdev.vhost_user.vring import (
     COUNTERS_STRIDE, MAX_FRAME, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE,
     VRING_USED_F_NO_NOTIFY, RingCounters, SplitVring, VringError)
@@ -686,16 +685,32 @@ def _mempool_runs(drv, env, ln: int, flags: int, shape) -> list[int]:
     return gpas
 
 
-def test_mempool_burst_is_copied_out_a_run_at_a_time(env, runs, monkeypatch):
-    drv, vr = env.ring(32)
-    gathered = []
-    original = strides.gather_struct
-    strides.GATHER_STRUCTS.clear()   # every shape goes through gather_struct once
+def _fills(monkeypatch) -> list[int]:
+    """How many buffers each burst had to add to the ring's slices."""
+    filled = []
+    original = slices.FrameSlices._fill
 
-    def spy(count, step, size):
-        gathered.append((count, step, size))
-        return original(count, step, size)
-    monkeypatch.setattr(vring_module, "gather_struct", spy)
+    def spy(self, lows, span_of):
+        before = self._fills
+        ok = original(self, lows, span_of)
+        filled.append(self._fills - before if ok else None)
+        return ok
+    monkeypatch.setattr(slices.FrameSlices, "_fill", spy)
+    return filled
+
+
+def _post_again(drv, env, gpas, contents, hdr_len=12):
+    for k, (gpa, f) in enumerate(zip(gpas, contents)):
+        env.ram.write(gpa, bytes(hdr_len) + f)
+    drv.collect_used()
+    for k in range(len(gpas)):
+        drv.push_avail(k, publish=False)
+    drv.publish()
+
+
+def test_mempool_burst_is_read_through_the_slices_of_its_buffers(env, runs, monkeypatch):
+    drv, vr = env.ring(32)
+    filled = _fills(monkeypatch)
     gpas = _mempool_runs(drv, env, 12 + 60, 0, [(3, 10, 1), (40, 8, -1), (20, 2, 1)])
     frames = [frame(i) for i in range(len(gpas))]
     for gpa, f in zip(gpas, frames):
@@ -703,24 +718,101 @@ def test_mempool_burst_is_copied_out_a_run_at_a_time(env, runs, monkeypatch):
     got = vr.dequeue(32, 12)
     assert got == frames
     assert type(got) is OneLengthBurst   # the datapath need not measure them again
-    assert runs["dequeue"] == 1
-    assert gathered == [(10, 2368, 60), (8, 2368, 60)]   # the pair is two slices
+    assert runs["dequeue"] == 1 and filled == [20] and len(vr._slices) == 20
+    # The same buffers come round again, in another order: nothing to add.
+    order = [7, 0, 19, 3, 12, 5, 18, 1, 9, 14, 2, 17, 8, 11, 4, 16, 6, 13, 10, 15]
+    for k, i in enumerate(order):
+        drv.write_desc(k, gpas[i], 12 + 60, 0, 0)
+    frames = [frame(100 + i) for i in range(len(gpas))]
+    _post_again(drv, env, [gpas[i] for i in order], frames)
+    assert vr.dequeue(32, 12) == frames
+    assert runs["dequeue"] == 2 and filled == [20]
 
 
-def test_scattered_mempool_burst_is_copied_a_slice_per_frame(env, runs, monkeypatch):
-    """A mempool whose order was scrambled gives runs of one or two: no Struct per
-    run then, but the burst still leaves whole and as one length."""
+def test_slices_start_over_for_another_length(env, runs, monkeypatch):
     drv, vr = env.ring(32)
-    gathered = []
-    monkeypatch.setattr(vring_module, "gather_struct", lambda *a: gathered.append(a))
-    gpas = _mempool_runs(drv, env, 12 + 60, 0, [(e, 1, 1) for e in (7, 30, 2, 51, 19, 44,
-                                                                    11, 60, 3, 38)])
-    frames = [frame(i) for i in range(len(gpas))]
-    for gpa, f in zip(gpas, frames):
-        env.ram.write(gpa, bytes(12) + f)
-    got = vr.dequeue(32, 12)
-    assert got == frames and type(got) is OneLengthBurst
-    assert runs["dequeue"] == 1 and gathered == []
+    filled = _fills(monkeypatch)
+    gpas = _mempool_runs(drv, env, 12 + 60, 0, [(3, 6, 1)])
+    assert vr.dequeue(32, 12) == [env.ram.read(g + 12, 60) for g in gpas]
+    for k, gpa in enumerate(gpas):
+        drv.write_desc(k, gpa, 12 + 100, 0, 0)
+    frames = [frame(i, 100) for i in range(6)]
+    _post_again(drv, env, gpas, frames)
+    assert vr.dequeue(32, 12) == frames
+    assert filled == [6, 6] and len(vr._slices) == 6 and runs["dequeue"] == 2
+
+
+def test_slices_follow_the_buffers_into_another_region(env, runs, monkeypatch):
+    drv, vr = env.ring(32, regions=(0, 1, 2))
+    filled = _fills(monkeypatch)
+    gpas = _mempool_runs(drv, env, 12 + 60, 0, [(3, 6, 1)])
+    vr.dequeue(32, 12)
+    other = env.ram.regions[2].gpa
+    moved = [other + 2368 * k for k in range(6)]
+    for k, gpa in enumerate(moved):
+        drv.write_desc(k, gpa, 12 + 60, 0, 0)
+    frames = [frame(i) for i in range(6)]
+    _post_again(drv, env, moved, frames)
+    assert vr.dequeue(32, 12) == frames
+    assert filled == [6, 6] and runs["dequeue"] == 2
+    # A burst over both regions is walked frame by frame, and leaves the slices alone.
+    both = gpas[:3] + moved[3:]
+    for k, gpa in enumerate(both):
+        drv.write_desc(k, gpa, 12 + 60, 0, 0)
+    frames = [frame(50 + i) for i in range(6)]
+    _post_again(drv, env, both, frames)
+    assert vr.dequeue(32, 12) == frames
+    assert filled == [6, 6, None] and runs["dequeue"] == 2
+
+
+def test_slices_that_do_not_pay_back_pause(env, runs, monkeypatch):
+    """A guest giving new buffers every burst (not a mempool) fills the slices
+    without reading through them again: past MAX_SLICES fills they pause for
+    PAUSE_MIN bursts, then twice as long the next time; meanwhile bursts are
+    read a slice per frame, still whole."""
+    monkeypatch.setattr(slices, "MAX_SLICES", 16)
+    monkeypatch.setattr(slices, "PAUSE_MIN", 2)
+    drv, vr = env.ring(32)
+    filled = _fills(monkeypatch)
+    pauses = []
+    for burst in range(12):
+        gpas = _mempool_runs(drv, env, 12 + 60, 0, [(8 * burst, 8, 1)])
+        frames = [frame(8 * burst + i) for i in range(8)]
+        for gpa, f in zip(gpas, frames):
+            env.ram.write(gpa + 12, f)
+        assert vr.dequeue(32, 12) == frames
+        assert len(vr._slices) <= 16
+        pauses.append(vr._slices.paused)
+        drv.collect_used()
+    assert filled == [8] * 6   # bursts 3, 4 and 8-11 were read while paused
+    assert pauses == [0, 0, 2, 1, 0, 0, 0, 4, 3, 2, 1, 0]
+    assert runs["dequeue"] == 12
+
+
+def test_a_buffer_starting_in_the_hole_below_a_region_fails(env, runs):
+    """Its end is inside the region the burst's other buffers are in: still
+    outside guest memory, nothing read."""
+    drv, vr = env.ring(32, regions=(0, 1, 2))
+    r = env.ram.regions[2]
+    gpas = [r.gpa + 2368 * k for k in range(6)]
+    gpas[3] = r.gpa - 8
+    for k, gpa in enumerate(gpas):
+        drv.write_desc(k, gpa, 12 + 60, 0, 0)
+        drv.push_avail(k, publish=False)
+    drv.publish()
+    broken(env, vr, lambda: vr.dequeue(32, 12), "outside guest memory")
+
+
+def test_a_buffer_moved_out_of_memory_after_its_slice_was_kept_fails(env, runs):
+    drv, vr = env.ring(32)
+    gpas = _mempool_runs(drv, env, 12 + 60, 0, [(3, 6, 1)])
+    vr.dequeue(32, 12)
+    r = env.ram.regions[0]
+    for k, gpa in enumerate(gpas):
+        drv.write_desc(k, gpa, 12 + 60, 0, 0)
+    drv.write_desc(4, r.gpa + r.size - 30, 12 + 60, 0, 0)   # sticks out of the region
+    _post_again(drv, env, gpas, [frame(i) for i in range(6)])
+    broken(env, vr, lambda: vr.dequeue(32, 12), "outside guest memory")
 
 
 def test_mempool_burst_is_written_in_one_pass(env, runs):

@@ -15,8 +15,9 @@ The hot path is one burst at a time, and one used->idx store per burst.
 A burst whose avail entries are consecutive descriptors, each one buffer
 (DPDK hands them out so), is checked by whole-burst operations on its raw
 descriptors read as one int; when all its buffers also have one length,
-dequeue copies its frames out a stride run at a time (strides.py) and
-enqueue writes them with one store each.  Other bursts are walked
+dequeue copies its frames out by one C call through the slices it keeps for
+the buffers it has seen (slices.py) and enqueue writes them with one store
+each.  Other bursts are walked
 descriptor by descriptor, with a fast path for the chain of one buffer in
 the memory region the previous one was in; chains, indirect tables and
 frames spread over several receive buffers take the general walk.
@@ -38,7 +39,7 @@ from struct import Struct
 from typing import Sequence
 
 from ovsd.netdev.vhost_user.memory import GuestMemory, GuestMemoryError, Span
-from ovsd.netdev.vhost_user.strides import GATHER_STRUCTS, gather_struct, lane_ones, runs
+from ovsd.netdev.vhost_user.slices import FrameSlices
 from ovsd.packet.parse import OneLengthBurst
 
 VRING_DESC_F_NEXT = 1
@@ -165,7 +166,7 @@ _LANES: dict[int, tuple[int, int, int]] = {}
 def _lanes(n: int) -> tuple[int, int, int]:
     lanes = _LANES.get(n)
     if lanes is None:
-        ones = lane_ones(n)
+        ones = int.from_bytes((1).to_bytes(16, "little") * n, "little")
         lanes = _LANES[n] = (ones * 0xFFFF_FFFF_FFFF_FFFF, ones << 64, ones)
     return lanes
 
@@ -197,9 +198,6 @@ def all_within(x: int, n: int, bounds: tuple[int, int]) -> bool:
 
 #: The address's high word and the length of a descriptor (bytes 4 to 11).
 _HI_LEN = Struct("<II")
-#: Runs shorter than this are copied a slice per frame: a Struct per shape
-#: of two or three frames would mostly be built for one use.
-_GATHER_MIN = 4
 _LOWS: dict[int, Struct] = {}
 _HI_LEN_MASKS: dict[int, int] = {}
 
@@ -295,7 +293,7 @@ class SplitVring:
     __slots__ = ("mem", "index", "num", "event_idx", "indirect", "call_fd",
                  "dropped_oversize", "last_bytes", "_spans", "_fast", "_bounds", "_dmm",
                  "_doff", "_amm", "_aoff", "_umm", "_uoff", "_used_event_off", "_avail_ring",
-                 "_bad_heads", "_words", "_word", "_used_hdr", "_in_order")
+                 "_bad_heads", "_words", "_word", "_used_hdr", "_in_order", "_slices")
 
     def __init__(self, mem: GuestMemory, index: int, num: int, desc_uva: int,
                  avail_uva: int, used_uva: int, counters: RingCounters, *,
@@ -342,11 +340,14 @@ class SplitVring:
         #: used->flags and used->idx, as two u16 a store each.
         self._used_hdr = memoryview(self._umm)[self._uoff:self._uoff + 4].cast("H")
         self._used_hdr[0] = VRING_USED_F_NO_NOTIFY
+        #: Dequeue's slices of the frames of buffers it has seen (slices.py).
+        self._slices = FrameSlices()
 
     def release(self) -> None:
         """Let go of the view into guest memory (before it is unmapped); the ring
         is unusable afterwards."""
         self._used_hdr.release()
+        self._slices.clear()
 
     # -- bursts -------------------------------------------------------------------
 
@@ -519,7 +520,7 @@ class SplitVring:
     # (mod num), each a chain of one buffer inside one memory region, is
     # checked with a few whole-burst operations (one big-int test of every
     # flags field, of one length and address high word, a lane test of the
-    # addresses against the region) and copied by stride runs or one store
+    # addresses against the region) and copied by cached slices or one store
     # per frame, instead of an unpack and four tests per frame.  Anything
     # else returns None, and the caller walks the burst frame by frame:
     # dequeue before reading guest memory; enqueue possibly after writing
@@ -563,11 +564,12 @@ class SplitVring:
         if x & _flag_words(n)[0]:
             return None   # chained, indirect or write-only: not one plain buffer
         hi_word, ln = _HI_LEN.unpack_from(raw, 4)
-        if hdr_len <= ln <= hdr_len + MAX_FRAME and _one_hi_len(x, n):
-            frames = self._gather(x, _lows_struct(n).unpack(raw), hi_word << 32, ln, hdr_len)
+        if hdr_len <= ln <= hdr_len + MAX_FRAME and n > 1 and _one_hi_len(x, n):
+            frames = self._slices.gather(_lows_struct(n).unpack(raw), hi_word << 32, ln,
+                                         hdr_len, self._span)
             if frames is not None:
                 self.last_bytes = n * (ln - hdr_len)
-                return frames
+                return OneLengthBurst(frames)
         vals = _descs_struct(n).unpack(raw)
         lens = vals[1::2]
         longest = max(lens)
@@ -586,54 +588,6 @@ class SplitVring:
             return [mm[a + skip:a + end] for a in addrs]
         self.last_bytes = sum(lens) - n * hdr_len
         return [mm[a + skip:a + delta + ln] for a, ln in zip(addrs, lens)]
-
-    def _gather(self, x: int, lows: tuple[int, ...], base: int, ln: int,
-                hdr_len: int) -> OneLengthBurst | None:
-        """The frames of buffers base + lows[i], all ``ln`` bytes long, copied a
-        stride run at a time (strides.py; ``x``: the raw descriptors as one
-        int); None if some run is not inside one memory region (each run is
-        checked before it is read)."""
-        size = ln - hdr_len
-        frames = OneLengthBurst()
-        covered = runs(x, lows)
-        if covered is None:  # scattered buffers: a slice each
-            span = self._run_span(x, lows, ln, base)
-            if span is None:
-                return None
-            off = base + span[2] + hdr_len
-            end = off + size
-            mm = span[3]
-            frames += [mm[a + off:a + end] for a in lows]
-            return frames
-        lo, hi, delta, mm = self._fast
-        # In terms of the low words p: the buffer base + p fits the region
-        # when low <= p <= high, and its frame starts at mm[p + off].
-        low, high, off = lo - base, hi - base - ln, base + delta + hdr_len
-        structs = GATHER_STRUCTS
-        for first, last, step in covered:
-            if step >= 0:
-                p, q = lows[first], lows[last]
-            else:
-                p, q = lows[last], lows[first]
-            if p < low or q > high:
-                span = self._span(base + p, q - p + ln)
-                if span is None:
-                    return None
-                lo, hi, delta, mm = self._fast = span
-                low, high, off = lo - base, hi - base - ln, base + delta + hdr_len
-            count = last - first + 1
-            if count >= _GATHER_MIN:
-                if step >= size:
-                    s = structs.get((count, step, size)) or gather_struct(count, step, size)
-                    frames += s.unpack_from(mm, p + off)
-                    continue
-                if -step >= size:
-                    s = structs.get((count, -step, size)) or gather_struct(count, -step, size)
-                    frames += s.unpack_from(mm, p + off)[::-1]
-                    continue
-            end = off + size
-            frames += [mm[a + off:a + end] for a in lows[first:last + 1]]
-        return frames
 
     def _enqueue_run(self, h0: int, frames: list, hdr_len: int) -> bytes | None:
         """Write each frame with a one-buffer header into descriptors h0, h0+1, ...

@@ -1,23 +1,25 @@
-"""Stride runs (strides.py) and the ring paths built on them, against references.
+"""The ring's whole-burst paths on DPDK-like buffers, against references.
 
 DPDK hands a ring buffers from a mempool: runs one element apart, up or down,
-with jumps between them.  The paths that copy such a burst a run at a time
-must give exactly what reading (dequeue) or writing (enqueue) buffer by
-buffer gives, whatever the layout: runs of any length and step, steps
-smaller than a buffer (overlapping buffers) or zero (one buffer given many
-times), runs in different memory regions, addresses above 4 GiB and
-across it.
+with jumps between them, and the same buffers again burst after burst in an
+order that drifts.  The paths that read such a burst through the slices kept
+per buffer (slices.py) and write it with one store per frame must give
+exactly what reading (dequeue) or writing (enqueue) buffer by buffer gives,
+whatever the layout: runs of any length and step, steps smaller than a buffer
+(overlapping buffers) or zero (one buffer given many times), runs in
+different memory regions, addresses above 4 GiB and across it; and, burst
+after burst, buffers that come round again, move, change length or region,
+with a cache small enough to overflow and pause.
 """
 
 from __future__ import annotations
 
 import os
-import struct
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ovsd.netdev.vhost_user.strides import gather_struct, runs
+from ovsd.netdev.vhost_user import slices
 from ovsd.netdev.vhost_user.vring import VRING_DESC_F_WRITE, RingCounters, VringError
 from tests.support.virtq_driver import GuestRam, VirtqDriver
 
@@ -25,57 +27,6 @@ SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 RSIZE = 192 * 1024
 NUM = 64
-
-
-def _runs_reference(points: list[int]) -> list[tuple[int, int, int]]:
-    """Greedy from the left, one point at a time."""
-    out, i, n = [], 0, len(points)
-    while i < n - 1:
-        step = points[i + 1] - points[i]
-        last = i + 1
-        while last + 1 < n and points[last + 1] - points[last] == step:
-            last += 1
-        out.append((i, last, step))
-        i = last + 1
-    if i == n - 1:
-        out.append((i, i, 0))
-    return out
-
-
-point_lists = st.one_of(
-    st.lists(st.integers(0, 2**32 - 1), max_size=40),
-    st.lists(st.integers(0, 6), max_size=40),   # many equal steps and turns
-    st.lists(st.tuples(st.integers(10**5, 2**32 - 10**5), st.sampled_from([-2368, 2368, 0, 1, 64]),
-                       st.integers(1, 40)), max_size=8).map(
-        lambda rs: [a + k * d for a, d, n in rs for k in range(n)]),
-)
-
-
-@settings(max_examples=2000, deadline=None)
-@given(point_lists, st.data())
-def test_runs_are_the_greedy_progressions(points, data):
-    # Descriptors holding the points as low address words; whatever the
-    # other fields hold must not matter.
-    others = st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1),
-                       st.integers(0, 2**32 - 1))
-    raw = b"".join(struct.pack("<IIII", p, *data.draw(others)) for p in points)
-    x = int.from_bytes(raw, "little")
-    turns = sum(1 for j in range(1, len(points) - 1)
-                if points[j + 1] - points[j] != points[j] - points[j - 1])
-    want = None if turns > len(points) >> 2 else _runs_reference(points)
-    assert runs(x, points) == want
-    assert runs(x, tuple(points)) == want
-
-
-@settings(max_examples=500, deadline=None)
-@given(st.integers(1, 40), st.integers(0, 300), st.integers(0, 100), st.data())
-def test_gather_struct_reads_every_block(count, size, gap, data):
-    step = size + gap
-    at = data.draw(st.integers(0, 50))
-    buf = data.draw(st.binary(min_size=at + (count - 1) * step + size,
-                              max_size=at + (count - 1) * step + size + 20))
-    got = gather_struct(count, step, size).unpack_from(buf, at)
-    assert list(got) == [buf[at + i * step:at + i * step + size] for i in range(count)]
 
 
 # -- guests with mempool layouts ----------------------------------------------------------
@@ -118,6 +69,7 @@ class MempoolGuest:
             self.drv.write_desc(head, gpa, ln, flags, 0)
             self.drv.push_avail(head, publish=False)
         self.drv.publish()
+        self.start += len(gpas)
         return gpas
 
     def close(self) -> None:
@@ -149,6 +101,44 @@ def test_dequeue_of_mempool_layouts_reads_every_buffer(size, hdr_len, start_idx,
                 if not g.drv.used <= x[0] < g.drv.used + 6 + 8 * NUM] == []
         assert g.drv.collect_used() == [((start_idx + k) % NUM, 0) for k in range(len(gpas))]
     finally:
+        g.close()
+
+
+@SETTINGS
+@given(st.integers(0, 65535), gpa_bases, st.sampled_from([4, 16, 64, slices.MAX_SLICES]),
+       st.data())
+def test_dequeue_of_successive_bursts_reads_every_buffer(start_idx, gpa_base, cap, data):
+    """Burst after burst on one ring: the same buffers again in another order,
+    other buffers, other lengths; with a cache of ``cap`` slices (small ones
+    overflow and pause it)."""
+    saved = slices.MAX_SLICES, slices.PAUSE_MIN
+    slices.MAX_SLICES, slices.PAUSE_MIN = cap, 2
+    g = MempoolGuest(start_idx, gpa_base)
+    try:
+        points: list[tuple[int, int]] = []
+        size, hdr_len = 0, 12
+        for _ in range(data.draw(st.integers(1, 8))):
+            again = points and data.draw(st.booleans())
+            if not again:
+                size = data.draw(st.sampled_from([0, 1, 60, 200]))
+            elif size >= 2 and data.draw(st.booleans()):  # the same buffers, other header
+                ln = hdr_len + size
+                hdr_len = 22 - hdr_len   # 10 <-> 12
+                size = ln - hdr_len
+            if not again:
+                hdr_len = data.draw(st.sampled_from([10, 12]))
+            ln = hdr_len + size
+            points = data.draw(st.permutations(points) if again else layouts(ln))
+            gpas = g.post(points, ln, 0)
+            for k, gpa in enumerate(gpas):
+                g.ram.write(gpa, bytes([k % 251]) * hdr_len + os.urandom(size))
+            want = [g.ram.read(gpa + hdr_len, size) for gpa in gpas]
+            assert g.ring.dequeue(NUM, hdr_len) == want
+            assert g.ring.last_bytes == size * len(gpas)
+            assert [u for _, u in g.drv.collect_used()] == [0] * len(gpas)
+            assert len(g.ring._slices) <= cap
+    finally:
+        slices.MAX_SLICES, slices.PAUSE_MIN = saved
         g.close()
 
 
