@@ -17,10 +17,10 @@ A burst whose avail entries are consecutive descriptors, each one buffer
 descriptors read as one int; when all its buffers also have one length,
 dequeue copies its frames out by one C call through the slices it keeps for
 the buffers it has seen (slices.py) and enqueue writes them with one store
-each.  Other bursts are walked
-descriptor by descriptor, with a fast path for the chain of one buffer in
-the memory region the previous one was in; chains, indirect tables and
-frames spread over several receive buffers take the general walk.
+each.  Other bursts are walked descriptor by descriptor, with a fast path
+for the chain of one buffer in the memory region the previous one was in;
+chains, indirect tables and frames spread over several receive buffers take
+the general walk.
 
 Device indices (last_avail_idx, used_idx) live only in ``RingCounters``,
 read once when a burst starts and written once when it ends, so any process
@@ -520,8 +520,9 @@ class SplitVring:
     # (mod num), each a chain of one buffer inside one memory region, is
     # checked with a few whole-burst operations (one big-int test of every
     # flags field, of one length and address high word, a lane test of the
-    # addresses against the region) and copied by cached slices or one store
-    # per frame, instead of an unpack and four tests per frame.  Anything
+    # addresses against the region or the slices kept for the buffers) and
+    # copied by those slices or one store per frame, instead of an unpack
+    # and four tests per frame.  Anything
     # else returns None, and the caller walks the burst frame by frame:
     # dequeue before reading guest memory; enqueue possibly after writing
     # buffers that are still the device's (see _scatter).
