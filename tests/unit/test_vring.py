@@ -699,9 +699,11 @@ def _fills(monkeypatch) -> list[int]:
     return filled
 
 
-def _post_again(drv, env, gpas, contents, hdr_len=12):
-    for k, (gpa, f) in enumerate(zip(gpas, contents)):
-        env.ram.write(gpa, bytes(hdr_len) + f)
+def _post_again(drv, env, gpas, contents):
+    """Give descriptors 0.. back to the device again, holding ``contents``
+    (after a 12-byte header) at ``gpas``."""
+    for gpa, f in zip(gpas, contents):
+        env.ram.write(gpa, bytes(12) + f)
     drv.collect_used()
     for k in range(len(gpas)):
         drv.push_avail(k, publish=False)
