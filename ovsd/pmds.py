@@ -24,6 +24,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+import ovsd
 from ovsd.dpif import perf
 from ovsd.dpif.channel import Channel, ChannelClosed
 from ovsd.dpif.auto_lb import AutoLbConfig, plan
@@ -37,6 +38,9 @@ RULES_PER_MESSAGE = 100
 RESTART_DELAY = 0.5
 HELLO_TIMEOUT = 30.0
 ACK_TIMEOUT = 30.0
+
+#: The directory the running ovsd package was imported from.
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(ovsd.__file__)))
 
 
 def parse_cpu_mask(text: str | None, online: set[int]) -> list[int]:
@@ -133,10 +137,16 @@ class PmdManager:
     async def _start(self, pmd: Pmd) -> None:
         loop = asyncio.get_running_loop()
         ours, theirs = Channel.pair()
-        cmd = [sys.executable, "-m", "ovsd.pmd_main", "--fd", str(theirs.fileno()),
+        # -P: `python -m` would put the working directory first on sys.path,
+        # and a PMD started from a directory holding another `ovsd` package
+        # would run that code (it did: "PMD on core 1 did not start").  The
+        # PMD imports the package the daemon itself was imported from.
+        cmd = [sys.executable, "-P", "-m", "ovsd.pmd_main", "--fd", str(theirs.fileno()),
                "--pmd-id", str(pmd.pmd_id), "--core", str(pmd.core),
                "--log-level", logging.getLevelName(logging.getLogger().level).lower()]
-        pmd.proc = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], close_fds=True)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            filter(None, (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")))))
+        pmd.proc = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], close_fds=True, env=env)
         theirs.close()
         pmd.channel = ours
         pmd.ready = loop.create_future()

@@ -32,9 +32,10 @@ class OfctlError(AssertionError):
 class Daemon:
     """One ovsd on its own rundir; stopped by PID."""
 
-    def __init__(self, rundir: Path, *extra: str):
+    def __init__(self, rundir: Path, *extra: str, cwd: Path | None = None):
         self.rundir = Path(rundir)
         self.extra = extra
+        self.cwd = cwd
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -49,7 +50,8 @@ class Daemon:
         self.stderr = open(self.rundir / "stderr.log", "ab")
         self.proc = subprocess.Popen(tool("ovsd") + ["--rundir", str(self.rundir),
                                                      *self.extra],
-                                     stdout=subprocess.DEVNULL, stderr=self.stderr)
+                                     stdout=subprocess.DEVNULL, stderr=self.stderr,
+                                     cwd=self.cwd)
         deadline = time.monotonic() + timeout
         while not self.sock.exists():
             if self.proc.poll() is not None:
