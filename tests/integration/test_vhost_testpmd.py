@@ -271,11 +271,15 @@ def test_vhost_to_veth_and_back(daemon, tmp_path):
             start = received(pmd)
             # testpmd polls while frames come (a guest that does not read its
             # ring gets 256 of them, the ring's size, and the rest are dropped).
+            # In rounds of 100: its forwarding lcore may take a moment to start
+            # polling after `start` returns, and ovsd fills the ring faster.
             pmd.set_fwd("rxonly")
             pmd.start_fwd()
             with link.inner_socket() as s:
-                for _ in range(300):
-                    s.send(frame)
+                for _ in range(3):
+                    time.sleep(0.1)
+                    for _ in range(100):
+                        s.send(frame)
             time.sleep(0.3)
             pmd.stop_fwd()
             assert receive_all(pmd, start, {0: 300}) == {0: 300}
