@@ -522,10 +522,10 @@ class SplitVring:
     # flags field, of one length and address high word, a lane test of the
     # addresses against the region or the slices kept for the buffers) and
     # copied by those slices or one store per frame, instead of an unpack
-    # and four tests per frame.  Anything
-    # else returns None, and the caller walks the burst frame by frame:
-    # dequeue before reading guest memory; enqueue possibly after writing
-    # buffers that are still the device's (see _scatter).
+    # and four tests per frame.  Anything else returns None, and the caller
+    # walks the burst frame by frame: dequeue before reading guest memory;
+    # enqueue possibly after writing buffers that are still the device's
+    # (see _scatter).
 
     def _desc_run(self, h0: int, n: int) -> bytes:
         """The raw descriptors h0, h0+1, ... (mod num), n of them."""
