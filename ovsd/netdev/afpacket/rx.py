@@ -27,6 +27,7 @@ header per handed-over block; no syscall.
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 from ovsd.netdev.base import NetdevError
 from ovsd.netdev.afpacket.ring import (BLOCK_HDR, BLOCK_SEQ, BLOCK_STATUS_OFFSET,
@@ -158,20 +159,14 @@ class RxQueue:
         return True
 
     def _first_unread(self) -> int:
-        """Where reading starts when the previous reader's position is unknown
-        (a fresh socket, or a PMD that died): the oldest block handed to user
-        space and not given back, else the block the kernel is filling (the
-        most recently opened).  Blocks carry the sequence number of their
-        opening; a block the kernel never opened has 0."""
+        return first_unread(self._block_states)
+
+    def _block_states(self) -> list[tuple[int, int]]:
+        """Each block's (status, sequence number), as the kernel left them."""
         mm = self._mm
-        oldest = newest = None
-        for i in range(self._block_nr):
-            status, seq = BLOCK_SEQ.unpack_from(mm, i * self._block_size + BLOCK_STATUS_OFFSET)
-            if status & TP_STATUS_USER and (oldest is None or seq < oldest[0]):
-                oldest = (seq, i)
-            if newest is None or seq > newest[0]:
-                newest = (seq, i)
-        return (oldest or newest)[1]
+        size = self._block_size
+        return [BLOCK_SEQ.unpack_from(mm, i * size + BLOCK_STATUS_OFFSET)
+                for i in range(self._block_nr)]
 
     def _skip(self, pos: int, num: int) -> tuple[int, int]:
         """Step over the frames a previous owner already returned."""
@@ -217,3 +212,34 @@ class RxQueue:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def first_unread(states: Callable[[], list[tuple[int, int]]], tries: int = 1000) -> int:
+    """Where reading starts when the previous reader's position is unknown (a
+    fresh socket, or a PMD that died): the oldest block handed to user space
+    and not given back, else the block the kernel is filling (the most
+    recently opened).  Blocks carry the sequence number of their opening; a
+    block the kernel never opened has 0.
+
+    ``states()`` reads every block's (status, sequence number).  The kernel
+    keeps filling while they are read: a scan that saw block 0 still open,
+    then block 1 opened after block 0 was handed over, would start at block 1
+    and never read block 0's frames.  So the scan is repeated until two in a
+    row agree: as a block's header only moves forward, they then show the
+    ring as it was at one moment.  (Agreement takes two scans unless a block
+    changes during them; ``tries`` only bounds a ring that changes faster
+    than it can be scanned, where frames are being dropped anyway.)
+    """
+    seen = states()
+    for _ in range(tries):
+        again = states()
+        if again == seen:
+            break
+        seen = again
+    oldest = newest = None
+    for i, (status, seq) in enumerate(seen):
+        if status & TP_STATUS_USER and (oldest is None or seq < oldest[0]):
+            oldest = (seq, i)
+        if newest is None or seq > newest[0]:
+            newest = (seq, i)
+    return (oldest or newest)[1]
