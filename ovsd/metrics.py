@@ -181,6 +181,10 @@ class SwitchCollector:
         vhost_queue = GaugeMetricFamily(
             "ovsd_vhost_queue_ready", "1 when the ring is ready; direction is ovsd's "
             "(rx: the guest transmits)", labels=labels + ["queue", "ring", "direction"])
+        vhost_retries = CounterMetricFamily(
+            "ovsd_vhost_tx_retries", "Transmit bursts offered again after the guest's "
+            "ring took only part (options:tx-retries-max; OVS's ovs_tx_retries)",
+            labels=labels)
         afxdp = InfoMetricFamily("ovsd_afxdp", "afxdp port: the XDP mode in use",
                                  labels=labels + ["xdp_mode", "xdp_mode_requested",
                                                   "use_need_wakeup"])
@@ -202,6 +206,7 @@ class SwitchCollector:
                 for state in VHOST_STATES:
                     vhost_state.add_metric(lv + [state], 1 if d["state"] == state else 0)
                 vhost_info.add_metric(lv + [d["mode"], str(d["socket"])], {})
+                vhost_retries.add_metric(lv, stats["ovs_tx_retries"])
                 for q in d["queues"]:
                     vhost_queue.add_metric(
                         lv + [str(q["queue_pair"]), str(q["ring"]),
@@ -213,7 +218,8 @@ class SwitchCollector:
                                        st.get("xdp-mode-requested", ""),
                                        st.get("use-need-wakeup", "")], {})
         yield from counters.values()
-        yield from (admin, link, info, rxqs, vhost_state, vhost_info, vhost_queue, afxdp)
+        yield from (admin, link, info, rxqs, vhost_state, vhost_info, vhost_queue,
+                    vhost_retries, afxdp)
 
     def _pmds(self) -> Iterator[Metric]:
         # Raw counters, not pmd-stats-show's (which subtract the pmd-stats-clear

@@ -325,14 +325,16 @@ class Replica:
         return out
 
     def _port_counts(self) -> list[list[int]]:
-        """[odp, rx packets, rx bytes, tx packets, tx bytes, tx dropped, rx dropped]
-        since the last report, for the ports whose rings only PMDs touch."""
+        """[odp, rx packets, rx bytes, tx packets, tx bytes, tx dropped, rx dropped
+        (, tx retries: vhost-user ports)] since the last report, for the ports
+        whose rings only PMDs touch."""
         totals: dict[int, list[int]] = {}
 
         def add(odp: int, take) -> None:
             delta = take() if take is not None else None
             if delta is not None:
                 acc = totals.setdefault(odp, [0] * 6)
+                acc.extend([0] * (len(delta) - len(acc)))
                 for i, v in enumerate(delta):
                     acc[i] += v
 

@@ -174,6 +174,7 @@ def test_vhost_port_state_and_queues(served):
     sock_path = str(d.rundir / "vh1")
     assert m[("ovsd_vhost_info", vl | {("mode", "server"), ("socket", sock_path)})] == 1
     assert not [k for k in m if k[0] == "ovsd_vhost_queue_ready"]
+    assert m[("ovsd_vhost_tx_retries_total", vl)] == 0
 
     with Frontend(d.rundir / "vh1") as fe:
         fe.start()

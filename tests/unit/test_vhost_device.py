@@ -55,6 +55,20 @@ def test_a_socket_someone_listens_on_is_not_taken(sockdir):
         s.close()
 
 
+def test_a_port_that_cannot_open_keeps_no_fd(sockdir):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(sockdir / "vhu0"))
+    s.listen(1)
+    try:
+        before = len(os.listdir("/proc/self/fd"))
+        for options in ({}, {"tx-retries-max": "99"}, {"vhost-sock-mode": "rw"}):
+            with pytest.raises(NetdevError):
+                server(**options)
+        assert len(os.listdir("/proc/self/fd")) == before
+    finally:
+        s.close()
+
+
 def test_a_file_in_the_way_is_not_removed(sockdir):
     (sockdir / "vhu0").write_text("mine")
     with pytest.raises(NetdevError, match="exists and is not a socket"):

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from ovsd.dpif import drops as D
-from ovsd.netdev.base import Netdev, NetdevError
+from ovsd.netdev.base import Netdev, NetdevError, NetdevStats
 from ovsd.netdev.vhost_user.protocol import (FEATURE_NAMES, PROTOCOL_NAMES, Decoder, F,
                                              Message, ProtocolError, Session, feature_names,
                                              req_name)
@@ -42,6 +42,10 @@ MAX_QUEUE_PAIRS = 16
 MAX_FDS = 16  # any one vhost-user message carries at most 8 (SET_MEM_TABLE)
 SUN_PATH_MAX = 107
 
+#: options:tx-retries-max: OVS's range and default.
+TX_RETRIES_MAX = 32
+TX_RETRIES_DEFAULT = 8
+
 #: Where dpdkvhostuser sockets are created; the switch sets it to its rundir.
 SOCKET_DIR = "/run/ovsd"
 
@@ -51,6 +55,18 @@ class Hooks:
     """What the device needs from the switch once it is running."""
     sync: Callable[[], Awaitable[None]]  # every PMD applied vhost_info()
     tx: Callable[[list], None]  # frames the control process sends to the port
+
+
+@dataclass
+class VhostStats(NetdevStats):
+    """A vhost port's counters, with OVS's ``ovs_tx_retries``: how many times
+    a transmit burst was tried again after the guest's ring took only part."""
+    ovs_tx_retries: int = 0
+
+    def add_counts(self, rx_packets: int, rx_bytes: int, tx_packets: int, tx_bytes: int,
+                   tx_dropped: int, rx_dropped: int = 0, tx_retries: int = 0) -> None:
+        super().add_counts(rx_packets, rx_bytes, tx_packets, tx_bytes, tx_dropped, rx_dropped)
+        self.ovs_tx_retries += tx_retries
 
 
 class VhostUserNetdev(Netdev):
@@ -64,6 +80,11 @@ class VhostUserNetdev(Netdev):
         super().__init__(name, options)
         self.type = "dpdkvhostuserclient" if client else "dpdkvhostuser"
         self.client = client
+        self.stats = VhostStats()
+        # Options first: a port refused for them has nothing to release.
+        self.path = self._socket_path(options)
+        self._mode, self._owner = _socket_perms(options)
+        self.tx_retries_max = _tx_retries_max(options)
         self._counters_fd = os.memfd_create(f"ovsd-vhost-{name}", os.MFD_CLOEXEC)
         os.ftruncate(self._counters_fd, mmap.PAGESIZE)
         self._counters_mm = mmap.mmap(self._counters_fd, mmap.PAGESIZE)
@@ -86,10 +107,12 @@ class VhostUserNetdev(Netdev):
         self._tasks: list[asyncio.Task] = []
         self._closed = False
         self._reset_reason = ""
-        self.path = self._socket_path(options)
-        self._mode, self._owner = _socket_perms(options)
         if not client:
-            self._listen()
+            try:
+                self._listen()
+            except BaseException:
+                self._release_counters()   # a port that failed to open keeps no fd
+                raise
 
     # -- configuration ------------------------------------------------------------------
 
@@ -116,6 +139,10 @@ class VhostUserNetdev(Netdev):
     def reconfigure(self, options: dict[str, str]) -> None:
         path = self._socket_path(options)
         mode, owner = _socket_perms(options)
+        retries = _tx_retries_max(options)
+        if retries != self.tx_retries_max:
+            self.tx_retries_max = retries
+            self.epoch += 1   # the PMDs take it with the port's next state
         if path != self.path:
             # Another socket: start over with it (OVS re-creates the port too).
             self._disconnect_now("the socket path changed")
@@ -403,7 +430,7 @@ class VhostUserNetdev(Netdev):
         return {"epoch": self.epoch, "mem_gen": s.mem_gen, "hdr_len": s.hdr_len,
                 "mergeable": s.has(F.NET_MRG_RXBUF), "event_idx": s.has(F.RING_EVENT_IDX),
                 "indirect": s.has(F.RING_INDIRECT_DESC), "regions": regions,
-                "rings": rings}, fds
+                "rings": rings, "tx_retries_max": self.tx_retries_max}, fds
 
     # -- Netdev -----------------------------------------------------------------------------
 
@@ -489,7 +516,7 @@ class VhostUserNetdev(Netdev):
                 "memory_regions": [{"gpa": r.gpa, "size": r.size, "uva": r.uva,
                                     "mmap_offset": r.mmap_offset}
                                    for r in (s.memory.regions if s.memory else ())],
-                "queues": queues,
+                "queues": queues, "tx_retries_max": self.tx_retries_max,
                 "last_error": self.last_error, "last_error_time": self.last_error_time,
                 "stats": self.stats.as_dict()}
 
@@ -509,9 +536,28 @@ class VhostUserNetdev(Netdev):
         self.session.reset()
         self.session.release_retired()
         self._close_listener()
+        self._release_counters()
+
+    def _release_counters(self) -> None:
         self.session.counters.release()
         self._counters_mm.close()
         os.close(self._counters_fd)
+
+
+def _tx_retries_max(options: dict[str, str]) -> int:
+    text = options.get("tx-retries-max")
+    if text is None:
+        return TX_RETRIES_DEFAULT
+    try:
+        value = int(text)
+        if not 0 <= value <= TX_RETRIES_MAX:
+            raise ValueError
+    except ValueError:
+        raise NetdevError(f"options:tx-retries-max={text!r}: expected an integer from 0 to "
+                          f"{TX_RETRIES_MAX} (how many times a burst the guest's ring "
+                          f"could not take whole is tried again; default "
+                          f"{TX_RETRIES_DEFAULT})") from None
+    return value
 
 
 def _socket_perms(options: dict[str, str]) -> tuple[int, tuple[int, int] | None]:

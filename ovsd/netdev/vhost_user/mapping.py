@@ -52,6 +52,10 @@ class VhostMapping:
         # Counted here, reported to the control process as deltas.
         self.rx_packets = self.rx_bytes = self.rx_dropped = 0
         self.tx_packets = self.tx_bytes = self.tx_dropped = 0
+        self.tx_retries = 0
+        #: options:tx-retries-max: how often a burst the ring took only part
+        #: of is offered again (while each try places more).
+        self.tx_retries_max = 8
         #: Drops by reason since the last report (the PMD's drop-stats).
         self.drops: Counter = Counter()
         #: Why the last transmit burst fell short (the datapath counts it).
@@ -69,6 +73,7 @@ class VhostMapping:
                 keep.add(fds[0])
             self.epoch = info["epoch"]
             self.hdr_len, self.mergeable = info["hdr_len"], info["mergeable"]
+            self.tx_retries_max = info["tx_retries_max"]
             regions = info["regions"]
             if info["mem_gen"] != self.mem_gen or (self.memory is None) != (not regions):
                 self._drop_memory()
@@ -141,35 +146,53 @@ class VhostMapping:
             return 0
         lock = self.tx_lock
         try:
-            if lock is None:
-                sent = ring.enqueue(frames, self.hdr_len, self.mergeable)
-            else:
+            if lock is not None:
                 fcntl.lockf(self._counters_fd, fcntl.LOCK_EX, 1, lock)
-                try:
-                    sent = ring.enqueue(frames, self.hdr_len, self.mergeable)
-                finally:
+            try:
+                sent = ring.enqueue(frames, self.hdr_len, self.mergeable)
+                self.tx_bytes += ring.last_bytes
+                if sent < len(frames) and sent and self.tx_retries_max:
+                    sent = self._retry(ring, frames, sent)
+            finally:
+                if lock is not None:
                     fcntl.lockf(self._counters_fd, fcntl.LOCK_UN, 1, lock)
         except VringError as e:
             self.fail(str(e))
             self.tx_dropped += len(frames)
             self.tx_drop_reason = D.VHOST_DESCRIPTOR_ERROR
             return 0
-        if sent:
-            self.tx_packets += sent
-            self.tx_bytes += ring.last_bytes
+        self.tx_packets += sent
         if sent < len(frames):
             self.tx_dropped += len(frames) - sent
             self.tx_drop_reason = D.GUEST_RING_FULL
         return sent
 
+    def _retry(self, ring: SplitVring, frames: list, sent: int) -> int:
+        """The ring took the first ``sent`` frames only: offer the rest again,
+        as OVS does, up to ``tx_retries_max`` times while each try places
+        some (a guest that polls frees buffers meanwhile); a try that places
+        none means the guest is not taking any, and ends it."""
+        tries = 0
+        while tries < self.tx_retries_max:
+            tries += 1
+            more = ring.enqueue(frames[sent:], self.hdr_len, self.mergeable)
+            if not more:
+                break
+            self.tx_bytes += ring.last_bytes
+            sent += more
+            if sent == len(frames):
+                break
+        self.tx_retries += tries
+        return sent
+
     def take_stats(self) -> list[int] | None:
         """Counters since the last call, or None when nothing happened."""
         out = [self.rx_packets, self.rx_bytes, self.tx_packets, self.tx_bytes,
-               self.tx_dropped, self.rx_dropped]
+               self.tx_dropped, self.rx_dropped, self.tx_retries]
         if not any(out):
             return None
         self.rx_packets = self.rx_bytes = self.rx_dropped = 0
-        self.tx_packets = self.tx_bytes = self.tx_dropped = 0
+        self.tx_packets = self.tx_bytes = self.tx_dropped = self.tx_retries = 0
         return out
 
     def close(self) -> None:
