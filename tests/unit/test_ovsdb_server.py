@@ -6,8 +6,6 @@ import asyncio
 import json
 import logging
 
-import pytest
-
 from ovsd.db.store import Database
 from ovsd.ovsdb.server import OvsdbServer
 from ovsd.ovsdb.service import Service

@@ -4,7 +4,6 @@ The sequences follow what dpdk-testpmd's virtio_user and QEMU really send
 (order, flags, fds), as recorded in the reference traces.
 """
 
-import mmap
 import os
 import struct
 

@@ -18,7 +18,6 @@ bug.  Every fd is closed by the time the script ends (checked in
 from __future__ import annotations
 
 import os
-import struct
 
 from ovsd.netdev.vhost_user import protocol as P
 from ovsd.netdev.vhost_user.vring import RingCounters
