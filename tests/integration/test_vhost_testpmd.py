@@ -154,11 +154,19 @@ def test_frames_cross_ovsd_counted_exactly(daemon, tmp_path, client, queues, mrg
         assert receive_all(pair.pmd, start, expected) == expected
         time.sleep(0.5)  # nothing more arrives: exact, not at least
         assert receive_all(pair.pmd, start, expected, timeout=0.3) == expected
-        after = [vhost(daemon, n_)["stats"] for n_ in pair.names]
-        for b, a in zip(before, after):
-            assert a["rx_packets"] - b["rx_packets"] == n // 2
-            assert a["tx_packets"] - b["tx_packets"] == n // 2
-            assert a["tx_dropped"] == b["tx_dropped"]
+        # The PMD reports its counts once a second: wait for them, then check
+        # that they stay exact.
+        def moved() -> list[tuple[int, int, int]]:
+            return [(a["rx_packets"] - b["rx_packets"], a["tx_packets"] - b["tx_packets"],
+                     a["tx_dropped"] - b["tx_dropped"])
+                    for b, a in zip(before, (vhost(daemon, n_)["stats"]
+                                             for n_ in pair.names))]
+        want = [(n // 2, n // 2, 0)] * 2
+        deadline = time.monotonic() + 5
+        while moved() != want and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.2)
+        assert moved() == want
 
 
 @pytest.mark.skipif(shutil.which("tshark") is None,
