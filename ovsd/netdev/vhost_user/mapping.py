@@ -53,9 +53,9 @@ class VhostMapping:
         self.rx_packets = self.rx_bytes = self.rx_dropped = 0
         self.tx_packets = self.tx_bytes = self.tx_dropped = 0
         self.tx_retries = 0
-        #: options:tx-retries-max: how often a burst the ring took only part
-        #: of is offered again (while each try places more).
-        self.tx_retries_max = 8
+        #: options:tx-retries-max (from update()): how often a burst the ring
+        #: took only part of is offered again (while each try places more).
+        self.tx_retries_max = 0
         #: Drops by reason since the last report (the PMD's drop-stats).
         self.drops: Counter = Counter()
         #: Why the last transmit burst fell short (the datapath counts it).
@@ -150,9 +150,9 @@ class VhostMapping:
                 fcntl.lockf(self._counters_fd, fcntl.LOCK_EX, 1, lock)
             try:
                 sent = ring.enqueue(frames, self.hdr_len, self.mergeable)
-                self.tx_bytes += ring.last_bytes
+                n_bytes = ring.last_bytes
                 if sent < len(frames) and sent and self.tx_retries_max:
-                    sent = self._retry(ring, frames, sent)
+                    sent, n_bytes = self._retry(ring, frames, sent, n_bytes)
             finally:
                 if lock is not None:
                     fcntl.lockf(self._counters_fd, fcntl.LOCK_UN, 1, lock)
@@ -162,12 +162,14 @@ class VhostMapping:
             self.tx_drop_reason = D.VHOST_DESCRIPTOR_ERROR
             return 0
         self.tx_packets += sent
+        self.tx_bytes += n_bytes
         if sent < len(frames):
             self.tx_dropped += len(frames) - sent
             self.tx_drop_reason = D.GUEST_RING_FULL
         return sent
 
-    def _retry(self, ring: SplitVring, frames: list, sent: int) -> int:
+    def _retry(self, ring: SplitVring, frames: list, sent: int,
+               n_bytes: int) -> tuple[int, int]:
         """The ring took the first ``sent`` frames only: offer the rest again,
         as OVS does, up to ``tx_retries_max`` times while each try places
         some (a guest that polls frees buffers meanwhile); a try that places
@@ -178,12 +180,12 @@ class VhostMapping:
             more = ring.enqueue(frames[sent:], self.hdr_len, self.mergeable)
             if not more:
                 break
-            self.tx_bytes += ring.last_bytes
+            n_bytes += ring.last_bytes
             sent += more
             if sent == len(frames):
                 break
         self.tx_retries += tries
-        return sent
+        return sent, n_bytes
 
     def take_stats(self) -> list[int] | None:
         """Counters since the last call, or None when nothing happened."""
