@@ -326,8 +326,8 @@ class Replica:
 
     def _port_counts(self) -> list[list[int]]:
         """[odp, rx packets, rx bytes, tx packets, tx bytes, tx dropped, rx dropped
-        (, tx retries: vhost-user ports)] since the last report, for the ports
-        whose rings only PMDs touch."""
+        (, tx retries, tx failure drops: vhost-user ports)] since the last report,
+        for the ports whose rings only PMDs touch."""
         totals: dict[int, list[int]] = {}
 
         def add(odp: int, take) -> None:

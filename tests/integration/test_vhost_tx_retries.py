@@ -1,7 +1,8 @@
 """options:tx-retries-max on a running switch: a guest whose receive ring
 takes only part of a burst costs one retry (the try after it places
 nothing), counted as OVS counts it (``ovs_tx_retries`` in the Interface's
-statistics, vhost-show, metrics); with tx-retries-max=0 there is none.
+statistics, vhost-show, metrics), and the frames it had no room for as
+``ovs_tx_failure_drops``; with tx-retries-max=0 there is no retry.
 Two Python frontends (tests/support/vhost_frontend.py) are the guests, so
 the ring's room is exact."""
 
@@ -67,8 +68,10 @@ def test_a_full_guest_ring_costs_one_retry_then_none_with_the_option_at_0(tmp_pa
             burst(a, sent)
             assert b.receive(16) == sent[:16]
             # 16 placed, then one retry that placed none: the rest dropped.
-            wait_stats(d, "vh1", {"tx_packets": 16, "tx_dropped": 48, "ovs_tx_retries": 1})
-            assert "retries=1 (tx-retries-max=8)" in d.ofctl("vhost-show", "vh1")
+            wait_stats(d, "vh1", {"tx_packets": 16, "tx_dropped": 48, "ovs_tx_retries": 1,
+                                  "ovs_tx_failure_drops": 48})
+            assert ("dropped=48 (guest ring full: 48) retries=1 (tx-retries-max=8)"
+                    in d.ofctl("vhost-show", "vh1"))
 
             d.ofctl("set", "Interface", "vh1", "options:tx-retries-max=0")
             assert vhost(d, "vh1")["tx_retries_max"] == 0
@@ -76,7 +79,8 @@ def test_a_full_guest_ring_costs_one_retry_then_none_with_the_option_at_0(tmp_pa
             more = [frame(i) for i in range(64, 128)]
             burst(a, more)
             assert b.receive(16) == more[:16]
-            wait_stats(d, "vh1", {"tx_packets": 32, "tx_dropped": 96, "ovs_tx_retries": 1})
+            wait_stats(d, "vh1", {"tx_packets": 32, "tx_dropped": 96, "ovs_tx_retries": 1,
+                                  "ovs_tx_failure_drops": 96})
             # The Interface's statistics column is written every few seconds.
             deadline = time.monotonic() + 15
             while (r := d.ofctl_run("get", "Interface", "vh1",

@@ -83,8 +83,8 @@ def test_a_short_burst_is_offered_again_while_the_guest_makes_room(ring, retries
     assert m.tx_burst(FRAMES) == sent
     assert guest.received == FRAMES[:sent]   # in order, each frame once
     assert guest.tries == [10, 6, 4, 2][:1 + tries]
-    assert (m.tx_packets, m.tx_bytes, m.tx_dropped, m.tx_retries) == (
-        sent, sum(map(len, FRAMES[:sent])), 10 - sent, tries)
+    assert (m.tx_packets, m.tx_bytes, m.tx_dropped, m.tx_retries, m.tx_failures) == (
+        sent, sum(map(len, FRAMES[:sent])), 10 - sent, tries, 10 - sent)
     if sent < 10:
         assert m.tx_drop_reason == D.GUEST_RING_FULL
 
@@ -94,7 +94,7 @@ def test_a_try_that_places_nothing_ends_the_retries(ring):
     m = mapping_on(guest, 8)
     assert m.tx_burst(FRAMES) == 4
     assert guest.tries == [10, 6]
-    assert (m.tx_dropped, m.tx_retries) == (6, 1)
+    assert (m.tx_dropped, m.tx_retries, m.tx_failures) == (6, 1, 6)
 
 
 def test_a_ring_with_no_room_at_all_is_not_retried(ring):
@@ -102,20 +102,28 @@ def test_a_ring_with_no_room_at_all_is_not_retried(ring):
     m = mapping_on(guest, 8)
     assert m.tx_burst(FRAMES) == 0
     assert guest.tries == [10]
-    assert (m.tx_dropped, m.tx_retries) == (10, 0)
+    assert (m.tx_dropped, m.tx_retries, m.tx_failures) == (10, 0, 10)
 
 
-def test_retries_go_up_with_the_port_counts(ring):
+def test_retries_and_failures_go_up_with_the_port_counts(ring):
     guest = ring(posted=4, refill=2)
-    m = mapping_on(guest, 8)
+    m = mapping_on(guest, 2)
     m.tx_burst(FRAMES)
     counts = m.take_stats()
-    assert counts == [0, 0, 10, sum(map(len, FRAMES)), 0, 0, 3]
+    assert counts == [0, 0, 8, sum(map(len, FRAMES[:8])), 2, 0, 2, 2]
     assert m.take_stats() is None
     stats = VhostStats()
     stats.add_counts(*counts)
-    stats.add_counts(1, 60, 0, 0, 0)   # a report without retries
-    assert stats.as_dict()["ovs_tx_retries"] == 3 and stats.tx_packets == 10
+    stats.add_counts(1, 60, 0, 0, 0)   # a report of a port without them (afxdp's shape)
+    shown = stats.as_dict()
+    assert (shown["ovs_tx_retries"], shown["ovs_tx_failure_drops"]) == (2, 2)
+    assert (shown["tx_packets"], shown["tx_dropped"], shown["rx_packets"]) == (8, 2, 1)
+
+
+def test_a_port_without_rings_drops_but_not_as_a_full_ring():
+    m = VhostMapping("vhu0", 3, on_error=lambda odp, reason: None)
+    assert m.tx_burst(FRAMES[:3]) == 0
+    assert (m.tx_dropped, m.tx_failures, m.tx_drop_reason) == (3, 0, D.OUTPUT_PORT_DOWN)
 
 
 # -- the option --------------------------------------------------------------------------
@@ -136,6 +144,7 @@ def test_the_option_defaults_to_ovs_value_and_reaches_the_pmds(sockdir):
         assert dev.epoch > epoch   # the PMDs are sent the port's state again
         assert dev.details()["tx_retries_max"] == 0
         assert dev.stats.as_dict()["ovs_tx_retries"] == 0
+        assert dev.stats.as_dict()["ovs_tx_failure_drops"] == 0
     finally:
         dev.close()
 

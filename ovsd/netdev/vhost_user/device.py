@@ -59,14 +59,19 @@ class Hooks:
 
 @dataclass
 class VhostStats(NetdevStats):
-    """A vhost port's counters, with OVS's ``ovs_tx_retries``: how many times
-    a transmit burst was tried again after the guest's ring took only part."""
+    """A vhost port's counters, with two of OVS's own for vhost ports:
+    ``ovs_tx_retries``, how many times a transmit burst was tried again after
+    the guest's ring took only part, and ``ovs_tx_failure_drops``, the frames
+    its ring had no room for after the retries (part of tx_dropped)."""
     ovs_tx_retries: int = 0
+    ovs_tx_failure_drops: int = 0
 
     def add_counts(self, rx_packets: int, rx_bytes: int, tx_packets: int, tx_bytes: int,
-                   tx_dropped: int, rx_dropped: int = 0, tx_retries: int = 0) -> None:
+                   tx_dropped: int, rx_dropped: int = 0, tx_retries: int = 0,
+                   tx_failures: int = 0) -> None:
         super().add_counts(rx_packets, rx_bytes, tx_packets, tx_bytes, tx_dropped, rx_dropped)
         self.ovs_tx_retries += tx_retries
+        self.ovs_tx_failure_drops += tx_failures
 
 
 class VhostUserNetdev(Netdev):

@@ -52,7 +52,7 @@ class VhostMapping:
         # Counted here, reported to the control process as deltas.
         self.rx_packets = self.rx_bytes = self.rx_dropped = 0
         self.tx_packets = self.tx_bytes = self.tx_dropped = 0
-        self.tx_retries = 0
+        self.tx_retries = self.tx_failures = 0
         #: options:tx-retries-max (from update()): how often a burst the ring
         #: took only part of is offered again (while each try places more).
         self.tx_retries_max = 0
@@ -165,6 +165,7 @@ class VhostMapping:
         self.tx_bytes += n_bytes
         if sent < len(frames):
             self.tx_dropped += len(frames) - sent
+            self.tx_failures += len(frames) - sent
             self.tx_drop_reason = D.GUEST_RING_FULL
         return sent
 
@@ -190,11 +191,12 @@ class VhostMapping:
     def take_stats(self) -> list[int] | None:
         """Counters since the last call, or None when nothing happened."""
         out = [self.rx_packets, self.rx_bytes, self.tx_packets, self.tx_bytes,
-               self.tx_dropped, self.rx_dropped, self.tx_retries]
+               self.tx_dropped, self.rx_dropped, self.tx_retries, self.tx_failures]
         if not any(out):
             return None
         self.rx_packets = self.rx_bytes = self.rx_dropped = 0
-        self.tx_packets = self.tx_bytes = self.tx_dropped = self.tx_retries = 0
+        self.tx_packets = self.tx_bytes = self.tx_dropped = 0
+        self.tx_retries = self.tx_failures = 0
         return out
 
     def close(self) -> None:

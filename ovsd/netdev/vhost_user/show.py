@@ -73,7 +73,8 @@ def details_text(d: dict) -> str:
     lines.append(f"  rx: packets={s['rx_packets']} bytes={s['rx_bytes']} "
                  f"dropped={s['rx_dropped']}")
     lines.append(f"  tx: packets={s['tx_packets']} bytes={s['tx_bytes']} "
-                 f"dropped={s['tx_dropped']} retries={s['ovs_tx_retries']} "
+                 f"dropped={s['tx_dropped']} (guest ring full: "
+                 f"{s['ovs_tx_failure_drops']}) retries={s['ovs_tx_retries']} "
                  f"(tx-retries-max={d['tx_retries_max']})")
     if d["last_error"]:
         lines.append(f"  last error:         {d['last_error']}")
