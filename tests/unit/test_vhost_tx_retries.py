@@ -12,35 +12,12 @@ from ovsd.netdev.vhost_user import device
 from ovsd.netdev.vhost_user.device import VhostStats, VhostUserNetdev
 from ovsd.netdev.vhost_user.mapping import VhostMapping
 from ovsd.netdev.vhost_user.vring import COUNTERS_STRIDE, RingCounters
+from tests.support.polling_guest import PollingGuest
 from tests.support.virtq_driver import GuestRam, VirtqDriver
 
 
 def frame(i: int, size: int = 60) -> bytes:
     return bytes((i + k) & 0xFF for k in range(size))
-
-
-class PollingGuest:
-    """The ring as the mapping sees it, with a guest that, after each burst
-    the device writes, takes what arrived and posts ``refill`` new buffers
-    (a polling driver running beside the switch)."""
-
-    def __init__(self, drv: VirtqDriver, vring, refill: int):
-        self.drv, self.vring, self.refill = drv, vring, refill
-        self.received: list[bytes] = []
-        self.tries: list[int] = []   # frames offered per enqueue call
-
-    def enqueue(self, frames, hdr_len, mergeable):
-        self.tries.append(len(frames))
-        try:
-            return self.vring.enqueue(frames, hdr_len, mergeable)
-        finally:
-            self.received += [f.data for f in self.drv.read_rx()]
-            for _ in range(self.refill):
-                self.drv.add_rx([2048])
-
-    @property
-    def last_bytes(self) -> int:
-        return self.vring.last_bytes
 
 
 @pytest.fixture
