@@ -36,6 +36,10 @@ from ovsd.netdev.afpacket.ring import (BLOCK_HDR, BLOCK_SEQ, BLOCK_STATUS_OFFSET
                                        V3_VLAN_OFFSET, RxRing, map_ring, socket_rings)
 
 _RELEASE = bytes(4)  # TP_STATUS_KERNEL as a u32
+#: Block headers a reader without a position reads at most to find where to
+#: start (~12 ms per 65536 here): the biggest ring gets a few scans, not a
+#: PMD stalled for seconds.
+SCAN_BUDGET = 1 << 18
 
 
 class RxQueue:
@@ -159,7 +163,7 @@ class RxQueue:
         return True
 
     def _first_unread(self) -> int:
-        return first_unread(self._block_states)
+        return first_unread(self._block_states, max(2, SCAN_BUDGET // self._block_nr))
 
     def _block_states(self) -> list[tuple[int, int]]:
         """Each block's (status, sequence number), as the kernel left them."""
@@ -214,7 +218,7 @@ class RxQueue:
         self.close()
 
 
-def first_unread(states: Callable[[], list[tuple[int, int]]], tries: int = 1000) -> int:
+def first_unread(states: Callable[[], list[tuple[int, int]]], tries: int) -> int:
     """Where reading starts when the previous reader's position is unknown (a
     fresh socket, or a PMD that died): the oldest block handed to user space
     and not given back, else the block the kernel is filling (the most
@@ -226,9 +230,10 @@ def first_unread(states: Callable[[], list[tuple[int, int]]], tries: int = 1000)
     then block 1 opened after block 0 was handed over, would start at block 1
     and never read block 0's frames.  So the scan is repeated until two in a
     row agree: as a block's header only moves forward, they then show the
-    ring as it was at one moment.  (Agreement takes two scans unless a block
-    changes during them; ``tries`` only bounds a ring that changes faster
-    than it can be scanned, where frames are being dropped anyway.)
+    ring as it was at one moment.  Agreement takes two scans unless a block
+    changes during them; ``tries`` bounds the rescans of a ring that keeps
+    changing faster than it can be read (a huge ring under light traffic,
+    a block handed over every millisecond): then the last scan is taken.
     """
     seen = states()
     for _ in range(tries):
