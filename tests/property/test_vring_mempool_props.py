@@ -9,17 +9,20 @@ whatever the layout: runs of any length and step, steps smaller than a buffer
 (overlapping buffers) or zero (one buffer given many times), runs in
 different memory regions, addresses above 4 GiB and across it; and, burst
 after burst, buffers that come round again, move, change length or region,
-with a cache small enough to overflow and pause.
+with a cache small enough to overflow and pause.  Enqueue is checked with the
+burst written by the interpreter and by the kernel (kcopy.py) alike.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ovsd.netdev.vhost_user import slices
+from ovsd.netdev.vhost_user import kcopy, slices
 from ovsd.netdev.vhost_user.vring import VRING_DESC_F_WRITE, RingCounters, VringError
 from tests.support.virtq_driver import GuestRam, VirtqDriver
 
@@ -79,6 +82,20 @@ class MempoolGuest:
 
 
 gpa_bases = st.sampled_from([0, 0x1_4000_0000, 2**32 - RSIZE // 2])
+
+
+@contextlib.contextmanager
+def copies_by(copier: str):
+    """Every in-order burst written by the kernel's copy, or none."""
+    saved = kcopy.MIN_BURST, kcopy.MAX_PIECE
+    kcopy.MIN_BURST, kcopy.MAX_PIECE = (1, 1 << 16) if copier == "kernel" else (1 << 30, 0)
+    try:
+        yield
+    finally:
+        kcopy.MIN_BURST, kcopy.MAX_PIECE = saved
+
+
+copiers = pytest.mark.parametrize("copier", ["kernel", "interpreter"])
 
 
 @SETTINGS
@@ -142,11 +159,12 @@ def test_dequeue_of_successive_bursts_reads_every_buffer(start_idx, gpa_base, ca
         g.close()
 
 
+@copiers
 @SETTINGS
 @given(st.integers(0, 200), st.integers(0, 64), st.integers(0, 65535), gpa_bases,
        st.booleans(), st.data())
-def test_enqueue_into_mempool_layouts_writes_every_buffer(size, spare, start_idx, gpa_base,
-                                                          one_size, data):
+def test_enqueue_into_mempool_layouts_writes_every_buffer(copier, size, spare, start_idx,
+                                                          gpa_base, one_size, data):
     hdr_len = 12
     ln = hdr_len + size + spare
     points = data.draw(layouts(ln))
@@ -162,7 +180,8 @@ def test_enqueue_into_mempool_layouts_writes_every_buffer(size, spare, start_idx
         for gpa, frame in zip(gpas, frames):
             mm, off = want._where(gpa, hdr_len + len(frame))
             mm[off:off + hdr_len + len(frame)] = header + frame
-        assert g.ring.enqueue(frames, hdr_len, True) == len(frames)
+        with copies_by(copier):
+            assert g.ring.enqueue(frames, hdr_len, True) == len(frames)
         assert g.ring.last_bytes == sum(map(len, frames))
         used = g.drv.used
         for r, got, ref in zip(g.ram.regions, g.ram.maps, want.maps):
@@ -178,10 +197,11 @@ def test_enqueue_into_mempool_layouts_writes_every_buffer(size, spare, start_idx
         g.close()
 
 
+@copiers
 @SETTINGS
 @given(st.integers(0, 200), st.integers(0, 65535), gpa_bases, st.booleans(), st.data())
-def test_a_buffer_outside_memory_fails_the_burst_untouched(size, start_idx, gpa_base, receive,
-                                                          data):
+def test_a_buffer_outside_memory_fails_the_burst_untouched(copier, size, start_idx, gpa_base,
+                                                          receive, data):
     """One run sticks out of its region (past its end, into the hole after it):
     VringError, and no byte of guest memory read into a frame or written."""
     hdr_len = 12
@@ -202,7 +222,8 @@ def test_a_buffer_outside_memory_fails_the_burst_untouched(size, start_idx, gpa_
         before = g.ram.snapshot()
         try:
             if receive:
-                g.ring.enqueue([bytes(size)] * len(points), hdr_len, True)
+                with copies_by(copier):
+                    g.ring.enqueue([bytes(size)] * len(points), hdr_len, True)
             else:
                 g.ring.dequeue(NUM, hdr_len)
         except VringError as e:

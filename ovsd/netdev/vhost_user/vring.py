@@ -17,7 +17,7 @@ A burst whose avail entries are consecutive descriptors, each one buffer
 descriptors read as one int; when all its buffers also have one length,
 dequeue copies its frames out by one C call through the slices it keeps for
 the buffers it has seen (slices.py) and enqueue writes them with one store
-each.  Other bursts are walked descriptor by descriptor, with a fast path
+each, or a big burst of small frames all at once by the kernel (kcopy.py).  Other bursts are walked descriptor by descriptor, with a fast path
 for the chain of one buffer in the memory region the previous one was in;
 chains, indirect tables and frames spread over several receive buffers take
 the general walk.
@@ -38,6 +38,7 @@ import threading
 from struct import Struct
 from typing import Sequence
 
+from ovsd.netdev.vhost_user import kcopy
 from ovsd.netdev.vhost_user.memory import GuestMemory, GuestMemoryError, Span
 from ovsd.netdev.vhost_user.slices import FrameSlices
 from ovsd.packet.parse import OneLengthBurst
@@ -293,7 +294,8 @@ class SplitVring:
     __slots__ = ("mem", "index", "num", "event_idx", "indirect", "call_fd",
                  "dropped_oversize", "last_bytes", "_spans", "_fast", "_bounds", "_dmm",
                  "_doff", "_amm", "_aoff", "_umm", "_uoff", "_used_event_off", "_avail_ring",
-                 "_bad_heads", "_words", "_word", "_used_hdr", "_in_order", "_slices")
+                 "_bad_heads", "_words", "_word", "_used_hdr", "_in_order", "_slices",
+                 "_anchors")
 
     def __init__(self, mem: GuestMemory, index: int, num: int, desc_uva: int,
                  avail_uva: int, used_uva: int, counters: RingCounters, *,
@@ -342,12 +344,15 @@ class SplitVring:
         self._used_hdr[0] = VRING_USED_F_NO_NOTIFY
         #: Dequeue's slices of the frames of buffers it has seen (slices.py).
         self._slices = FrameSlices()
+        #: span start -> (export keeping the span's mapping mapped, its address)
+        self._anchors: dict[int, tuple] = {}
 
     def release(self) -> None:
         """Let go of the view into guest memory (before it is unmapped); the ring
         is unusable afterwards."""
         self._used_hdr.release()
         self._slices.clear()
+        self._anchors.clear()
 
     # -- bursts -------------------------------------------------------------------
 
@@ -637,7 +642,9 @@ class SplitVring:
         when the frames do not fit or differ in size or the buffers are not
         inside one memory region.  Then the exact walk redoes the burst: the
         buffers are still the device's until used->idx says otherwise, so
-        what was written into them meanwhile is only overwritten."""
+        what was written into them meanwhile is only overwritten.  Big
+        bursts of small frames are copied by the kernel (kcopy.py), the
+        rest by the interpreter."""
         size = len(frames[0])
         need = hdr_len + size
         if need > ln:
@@ -645,9 +652,23 @@ class SplitVring:
         span = self._run_span(x, lows, need, base)
         if span is None:
             return None
-        off = base + span[2]  # small when the region is: cheaper additions below
-        mm = span[3]
+        n = len(frames)
         hdr = _ONE_BUFFER_HDR[hdr_len]
+        if n < kcopy.MIN_BURST or need > kcopy.MAX_PIECE \
+                or not self._kernel_scatter(x, n, span, need, size, frames, hdr):
+            # small when the region is: cheaper additions in the loop
+            if not self._store(lows, base + span[2], span[3], frames, hdr, size):
+                return None
+        self.last_bytes = n * size
+        return _in_order_used(self.num, need)[h0 << 3:(h0 + n) << 3]
+
+    @staticmethod
+    def _store(lows: tuple[int, ...], off: int, mm, frames: list, hdr: bytes,
+               size: int) -> bool:
+        """_scatter's copy by the interpreter, a store per frame (``off``: where
+        address base + 0 is in ``mm``); False when a frame is not ``size``
+        bytes long."""
+        hdr_len = len(hdr)
         # A buffer that comes round again mostly still holds the header we
         # wrote last time (DPDK's drivers only read it): then it is left as
         # it is.  The header shares a cache line with the guest's data in
@@ -662,10 +683,27 @@ class SplitVring:
                     mm[a:b] = hdr
                 mm[b:b + size] = frame
         except IndexError:  # a frame of another size (the slice is size bytes)
-            return None
-        n = len(frames)
-        self.last_bytes = n * size
-        return _in_order_used(self.num, need)[h0 << 3:(h0 + n) << 3]
+            return False
+        return True
+
+    def _kernel_scatter(self, x: int, n: int, span: Span, need: int, size: int,
+                        frames: list, hdr: bytes) -> bool:
+        """_scatter's copy by one preadv (kcopy.py), when the frames all are
+        ``size`` bytes long; False when it was not done."""
+        copier = kcopy.copier()
+        if copier is None:
+            return False
+        parts = [hdr] * (n << 1)
+        parts[1::2] = frames
+        data = b"".join(parts)
+        # n frames of at most size bytes that add up to n * size are all that long.
+        if len(data) != n * need or (type(frames) is not OneLengthBurst
+                                     and max(map(len, frames)) != size):
+            return False
+        held = self._anchors.get(span[0])
+        if held is None:
+            held = self._anchors[span[0]] = kcopy.anchor(span[3])
+        return copier.scatter(x, n, held[1] + span[2], need, data)
 
     def _raise_bad_head(self, first: int, heads: tuple[int, ...]) -> None:
         num = self.num
