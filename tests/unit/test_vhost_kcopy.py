@@ -41,14 +41,21 @@ def test_scatter_puts_each_piece_at_its_buffer(gpa_base):
             del held
 
 
-def test_scatter_refuses_data_of_another_length_and_writes_nothing():
+def test_scatter_refuses_what_it_cannot_do_in_one_call_and_writes_nothing():
     with mmap.mmap(-1, 1 << 16) as mm:
         held, where = kcopy.anchor(mm)
         x = _raw([0, 4096])
         assert not kcopy.copier().scatter(x, 2, where, 76, bytes(151))
         big = kcopy.STAGE_BYTES // 2 + 1
         assert not kcopy.copier().scatter(x, 2, where, big, bytes(2 * big))
+        n = kcopy.MAX_IOVECS + 1   # more iovecs than one call may take
+        x = _raw([16 * i for i in range(n)])
+        assert not kcopy.copier().scatter(x, n, where, 16, bytes(16 * n))
         assert mm[:] == bytes(len(mm))
+        n -= 1
+        assert kcopy.copier().scatter(_raw([16 * i for i in range(n)]), n, where, 16,
+                                      b"\xa5" * 16 * n)
+        assert mm[:16 * n] == b"\xa5" * 16 * n
         del held
 
 

@@ -37,8 +37,10 @@ import os
 #: than the interpreter's one, which big frames pay for.
 MIN_BURST = 64
 MAX_PIECE = 300
-#: The staging file's size; bursts that need more take the interpreter's path.
+#: The staging file's size and the kernel's limit on iovecs per call (UIO_MAXIOV):
+#: bursts past either take the interpreter's path.
 STAGE_BYTES = 1 << 21
+MAX_IOVECS = 1024
 
 _U64_LANE = 0xFFFF_FFFF_FFFF_FFFF
 
@@ -86,7 +88,7 @@ class BurstCopier:
         piece i at descriptor i's address + ``delta`` in this process.  Every
         such range must be known to lie in a mapping the caller anchors."""
         total = n * length
-        if len(data) != total or total > STAGE_BYTES or _libc_preadv is None:
+        if len(data) != total or total > STAGE_BYTES or n > MAX_IOVECS:
             return False
         mask = self._masks.get(n)
         if mask is None:
