@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from ovsd.netdev.vhost_user.vring import (
     VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, RingCounters, VringError,
-    all_within, lane_bounds)
+    all_within, lane_bounds, plain_one_shape)
 from tests.support.virtq_driver import DESC, GuestRam, VirtqDriver
 
 NEXT, WRITE, INDIRECT = VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, VRING_DESC_F_INDIRECT
@@ -359,3 +359,36 @@ def test_the_lane_test_is_min_and_max_of_the_addresses(run):
         assert not inside
     else:
         assert all_within(int.from_bytes(raw, "little"), len(addrs), bounds) == inside
+
+
+# -- the shape test of a transmit run's descriptors -----------------------------------------
+
+@st.composite
+def _shapes(draw):
+    """n descriptors, mostly alike (one address high word, one length, flags 0),
+    with a few fields changed: a bit of the high word, the length or the flags."""
+    n = draw(st.sampled_from([2, 3, 47, 48, 49, 64, 256, 300]))
+    hi = draw(st.sampled_from([0, 1, 0x7F, 0xFFFF_FFFF]))
+    ln = draw(st.sampled_from([0, 12, 76, 0xFFFF_FFFF]))
+    descs = [[hi << 32 | draw(st.integers(0, 0xFFFF_FFFF)), ln, 0,
+              draw(st.integers(0, 0xFFFF))] for _ in range(n)]
+    for _ in range(draw(st.integers(0, 2))):
+        d = descs[draw(st.integers(0, n - 1))]
+        field = draw(st.sampled_from(["hi", "len", "flags"]))
+        bit = 1 << draw(st.integers(0, 31 if field != "flags" else 15))
+        if field == "hi":
+            d[0] ^= bit << 32
+        elif field == "len":
+            d[1] ^= bit
+        else:
+            d[2] ^= bit
+    return n, b"".join(DESC.pack(*d) for d in descs), descs
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_shapes())
+def test_the_shape_test_is_flags_zero_and_one_high_word_and_length(shape):
+    n, raw, descs = shape
+    first = descs[0]
+    want = all(d[2] == 0 and d[0] >> 32 == first[0] >> 32 and d[1] == first[1] for d in descs)
+    assert plain_one_shape(raw, n) == want
