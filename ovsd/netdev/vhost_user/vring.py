@@ -17,10 +17,11 @@ A burst whose avail entries are consecutive descriptors, each one buffer
 descriptors read as one int; when all its buffers also have one length,
 dequeue copies its frames out by one C call through the slices it keeps for
 the buffers it has seen (slices.py) and enqueue writes them with one store
-each, or a big burst of small frames all at once by the kernel (kcopy.py).  Other bursts are walked descriptor by descriptor, with a fast path
-for the chain of one buffer in the memory region the previous one was in;
-chains, indirect tables and frames spread over several receive buffers take
-the general walk.
+each, or a big burst of small frames all at once by the kernel (kcopy.py).
+Other bursts are walked descriptor by descriptor, with a fast path for the
+chain of one buffer in the memory region the previous one was in; chains,
+indirect tables and frames spread over several receive buffers take the
+general walk.
 
 Device indices (last_avail_idx, used_idx) live only in ``RingCounters``,
 read once when a burst starts and written once when it ends, so any process
@@ -545,11 +546,11 @@ class SplitVring:
 
     # The in-order runs: a burst whose heads are consecutive descriptors
     # (mod num), each a chain of one buffer inside one memory region, is
-    # checked with a few whole-burst operations (one big-int test of every
-    # flags field, of one length and address high word, a lane test of the
+    # checked with a few whole-burst operations (one test of every flags
+    # field, of one length and address high word, a lane test of the
     # addresses against the region or the slices kept for the buffers) and
-    # copied by those slices or one store per frame, instead of an unpack
-    # and four tests per frame.  Anything else returns None, and the caller
+    # copied by those slices, one preadv or one store per frame, instead of
+    # an unpack and four tests per frame.  Anything else returns None, and the caller
     # walks the burst frame by frame: dequeue before reading guest memory;
     # enqueue possibly after writing buffers that are still the device's
     # (see _scatter).
@@ -667,14 +668,14 @@ class SplitVring:
                  hdr_len: int, h0: int) -> bytes | None:
         """Write frames of one size, each with a one-buffer header, into the
         buffers of the raw descriptors ``raw`` (``x``: as one int), whose
-        addresses all are base + a low word and whose lengths all are ``ln``;
-        the used entries (last_bytes set), or None
-        when the frames do not fit or differ in size or the buffers are not
-        inside one memory region.  Then the exact walk redoes the burst: the
-        buffers are still the device's until used->idx says otherwise, so
-        what was written into them meanwhile is only overwritten.  Big
-        bursts of small frames are copied by the kernel (kcopy.py), the
-        rest by the interpreter."""
+        addresses all are base + a low word and whose lengths all are
+        ``ln``; the used entries (last_bytes set), or None when the frames
+        do not fit or differ in size or the buffers are not inside one
+        memory region.  Then the exact walk redoes the burst: the buffers
+        are still the device's until used->idx says otherwise, so what was
+        written into them meanwhile is only overwritten.  Big bursts of
+        small frames are copied by the kernel (kcopy.py), the rest by the
+        interpreter."""
         size = len(frames[0])
         need = hdr_len + size
         if need > ln:
