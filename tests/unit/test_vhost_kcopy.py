@@ -29,8 +29,9 @@ def test_scatter_puts_each_piece_at_its_buffer(gpa_base):
             offsets = [0x8000, 0x100, 0x3000, 0x2f00, 0xfff0 - 76]  # any order
             pieces = [bytes([i + 1]) * 76 for i in range(len(offsets))]
             x = _raw([gpa_base + o for o in offsets])
+            data = b"".join(pieces)
             assert kcopy.copier().scatter(x, len(offsets), where - gpa_base, 76,
-                                          b"".join(pieces))
+                                          data[12:], head=data[:12])
             for o, piece in zip(offsets, pieces):
                 assert mm[o:o + 76] == piece
             untouched = bytearray(mm)
@@ -46,6 +47,7 @@ def test_scatter_refuses_what_it_cannot_do_in_one_call_and_writes_nothing():
         held, where = kcopy.anchor(mm)
         x = _raw([0, 4096])
         assert not kcopy.copier().scatter(x, 2, where, 76, bytes(151))
+        assert not kcopy.copier().scatter(x, 2, where, 76, bytes(140), head=bytes(11))
         big = kcopy.STAGE_BYTES // 2 + 1
         assert not kcopy.copier().scatter(x, 2, where, big, bytes(2 * big))
         n = kcopy.MAX_IOVECS + 1   # more iovecs than one call may take
@@ -121,9 +123,9 @@ def test_the_kernel_copy_writes_what_the_interpreter_writes(size, count, monkeyp
     used = []
     real = kcopy.BurstCopier.scatter
 
-    def counting(self, *args):
+    def counting(self, *args, **kwargs):
         used.append(args[1])
-        return real(self, *args)
+        return real(self, *args, **kwargs)
 
     monkeypatch.setattr(kcopy.BurstCopier, "scatter", counting)
     kernel = _enqueue(frames, kernel=True)
@@ -148,7 +150,7 @@ def test_the_defaults_send_big_bursts_of_small_frames_to_the_kernel(monkeypatch)
     used = []
     real = kcopy.BurstCopier.scatter
     monkeypatch.setattr(kcopy.BurstCopier, "scatter",
-                        lambda self, *a: used.append(a[1]) or real(self, *a))
+                        lambda self, *a, **k: used.append(a[1]) or real(self, *a, **k))
     for count, size in ((kcopy.MIN_BURST, 64), (kcopy.MIN_BURST - 1, 64),
                         (NUM, kcopy.MAX_PIECE - 12), (NUM, kcopy.MAX_PIECE - 11)):
         g = _Guest(count)

@@ -2,8 +2,9 @@
 
 Writing 256 frames into a guest's receive buffers is 256 slice stores in
 the interpreter, each one waiting on cache lines the guest's core last
-touched.  Here the burst is laid out once (header, frame, header, frame...)
-in a staging file, and one ``preadv`` from it scatters the pieces to the
+touched.  Here the burst is laid out once (header, frame, header, frame...: the
+first header, then the frames joined with the header between them) in a
+staging file, and one ``preadv`` from it scatters the pieces to the
 buffers: the kernel's copy loop keeps many of those line transfers in
 flight at once, where the interpreter waits for them one store at a time.
 
@@ -82,13 +83,16 @@ class BurstCopier:
         #: n -> the address bits of n lanes
         self._masks: dict[int, int] = {}
 
-    def scatter(self, x: int, n: int, delta: int, length: int, data: bytes) -> bool:
-        """Write ``data`` (n pieces of ``length`` bytes, one after the other) to
-        the n buffers whose raw descriptors are ``x`` (one little-endian int),
-        piece i at descriptor i's address + ``delta`` in this process.  Every
-        such range must be known to lie in a mapping the caller anchors."""
+    def scatter(self, x: int, n: int, delta: int, length: int, data: bytes,
+                head: bytes = b"") -> bool:
+        """Write ``head`` + ``data`` (n pieces of ``length`` bytes, one after the
+        other) to the n buffers whose raw descriptors are ``x`` (one
+        little-endian int), piece i at descriptor i's address + ``delta`` in
+        this process.  Every such range must be known to lie in a mapping the
+        caller anchors."""
         total = n * length
-        if len(data) != total or total > STAGE_BYTES or n > MAX_IOVECS:
+        start = len(head)
+        if start + len(data) != total or total > STAGE_BYTES or n > MAX_IOVECS:
             return False
         mask = self._masks.get(n)
         if mask is None:
@@ -107,7 +111,8 @@ class BurstCopier:
             ones = int.from_bytes((1).to_bytes(16, "little") * n, "little")
             const = self._consts[key] = ones * (delta + (length << 64))
         iov = ((x & mask) + const).to_bytes(n << 4, "little")
-        self._stage[:total] = data
+        self._stage[:start] = head
+        self._stage[start:total] = data
         return _libc_preadv(self._fd, iov, n, 0) == total
 
     def close(self) -> None:

@@ -730,17 +730,15 @@ class SplitVring:
         copier = kcopy.copier()
         if copier is None:
             return False
-        parts = [hdr] * (n << 1)
-        parts[1::2] = frames
-        data = b"".join(parts)
+        rest = hdr.join(frames)   # frame, header, frame, ...: the first header goes before
         # n frames of at most size bytes that add up to n * size are all that long.
-        if len(data) != n * need or (type(frames) is not OneLengthBurst
-                                     and max(map(len, frames)) != size):
+        if len(rest) != n * need - len(hdr) or (type(frames) is not OneLengthBurst
+                                                and max(map(len, frames)) != size):
             return False
         held = self._anchors.get(span[0])
         if held is None:
             held = self._anchors[span[0]] = kcopy.anchor(span[3])
-        return copier.scatter(x, n, held[1] + span[2], need, data)
+        return copier.scatter(x, n, held[1] + span[2], need, rest, head=hdr)
 
     def _raise_bad_head(self, first: int, heads: tuple[int, ...]) -> None:
         num = self.num
