@@ -70,12 +70,12 @@ class FrameSlices:
             self._shape = (base, ln, hdr_len)
         slices = self._slices
         try:
-            return itemgetter(*map(slices.__getitem__, lows))(self._span[3])
+            return itemgetter(*itemgetter(*lows)(slices))(self._span[3])
         except KeyError:  # a buffer not seen yet (an empty cache has no region yet)
             pass
         if not self._fill(lows, span_of):
             return None
-        frames = itemgetter(*map(slices.__getitem__, lows))(self._span[3])
+        frames = itemgetter(*itemgetter(*lows)(slices))(self._span[3])
         if self._fills > MAX_SLICES:  # not paying back: pause
             self._fills = 0
             self.clear()
