@@ -292,11 +292,57 @@ def shared_key(frames: list, in_port: int, mask: int) -> int | None:
     joined = joined_if_one_length(frames, size)
     if joined is None:
         return None
-    n = len(frames)
+    if not _all_agree(joined, size, len(frames), first, positions):
+        return None
+    return image & fast | (in_port & _PORT_MASK) << _key.IN_PORT_SHIFT
+
+
+# Comparing a whole word of every frame at once (a strided memoryview against
+# the first frame's word repeated, ~0.5 us for 256 frames) costs about two
+# byte checks (a strided slice and a count, ~0.3 us): worth it for words
+# holding three positions or more, in bursts big enough to pay for the cast.
+_WORDS_FROM_FRAMES = 16
+_WORD_PLANS: dict[tuple[tuple[int, ...], int], tuple] = {}
+
+
+def _word_plan(positions: tuple[int, ...], k: int) -> tuple:
+    """(words, singles): the k-byte words holding three or more of
+    ``positions``, each as (word index, its positions), in the order their
+    first position comes; and the positions in no such word."""
+    plan = _WORD_PLANS.get((positions, k))
+    if plan is None:
+        if len(_WORD_PLANS) >= 256:
+            _WORD_PLANS.clear()
+        by_word: dict[int, list[int]] = {}
+        for i in positions:
+            by_word.setdefault(i // k, []).append(i)
+        words = tuple((w, tuple(inside)) for w, inside in by_word.items() if len(inside) >= 3)
+        grouped = {i for _, inside in words for i in inside}
+        plan = _WORD_PLANS[positions, k] = (
+            words, tuple(i for i in positions if i not in grouped))
+    return plan
+
+
+def _all_agree(joined: bytes, size: int, n: int, first, positions: tuple[int, ...]) -> bool:
+    """Whether each of the n frames of ``joined`` (``size`` bytes each) has
+    the byte of ``first`` at every one of ``positions``."""
+    if n >= _WORDS_FROM_FRAMES and not size & 3:
+        k, fmt = (8, "Q") if not size & 7 else (4, "I")
+        words, singles = _word_plan(positions, k)
+        view = memoryview(joined).cast(fmt)
+        stride = size // k
+        for w, inside in words:
+            at = w * k
+            if view[w::stride] != memoryview(first[at:at + k] * n).cast(fmt):
+                # Some byte of the word differs: maybe not one of ours.
+                for i in inside:
+                    if joined[i::size].count(first[i]) != n:
+                        return False
+        positions = singles
     for i in positions:
         if joined[i::size].count(first[i]) != n:
-            return None
-    return image & fast | (in_port & _PORT_MASK) << _key.IN_PORT_SHIFT
+            return False
+    return True
 
 
 # -- the general parser ------------------------------------------------------

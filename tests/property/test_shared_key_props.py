@@ -28,7 +28,11 @@ def ip_frame(proto: int, payload: bytes, tot_delta: int, ihl: int, frag: int, do
 
 
 @st.composite
-def bursts(draw):
+def bursts(draw, counts=st.integers(2, 10), align: bool = False):
+    """A frame and copies of it with a few bytes changed (some a byte longer).
+    ``align``: a big burst as the word-at-a-time comparison takes it: the
+    frame padded to a multiple of 4 or 8 bytes, all copies that long, and a
+    few bytes changed in the whole burst rather than in each copy."""
     proto = draw(st.sampled_from([6, 17, 1]))
     base = ip_frame(proto, draw(st.binary(min_size=0, max_size=40)),
                     draw(st.sampled_from([0, 0, 0, -30, 5])),
@@ -36,8 +40,17 @@ def bursts(draw):
                     draw(st.sampled_from([0, 0x4000, 0x2000])),
                     draw(st.sampled_from([5, 5, 4, 15])))
     base = base + bytes(draw(st.integers(0, 20)))  # Ethernet padding
+    if align:
+        base += bytes(-len(base) % draw(st.sampled_from([4, 8])))
+    n = draw(counts)
+    if align:
+        burst = [bytearray(base) for _ in range(n)]
+        for _ in range(draw(st.integers(0, 3))):
+            i = draw(st.integers(0, len(base) - 1))
+            burst[draw(st.integers(0, n - 1))][i] = draw(st.integers(0, 255))
+        return [bytes(f) for f in burst]
     burst = []
-    for _ in range(draw(st.integers(2, 10))):
+    for _ in range(n):
         frame = bytearray(base)
         for _ in range(draw(st.integers(0, 2))):
             i = draw(st.integers(0, len(frame) - 1))
@@ -55,6 +68,17 @@ masks = st.lists(st.sampled_from(FIELDS), min_size=1, max_size=5).map(
 @settings(max_examples=3000, deadline=None)
 @given(bursts(), masks, st.integers(1, 0xFFFE))
 def test_a_shared_key_is_every_frames_key_under_the_mask(burst, mask, in_port):
+    _check(burst, mask, in_port)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(bursts(st.integers(16, 40), align=True), masks, st.integers(1, 0xFFFE))
+def test_a_shared_key_of_a_big_burst_is_every_frames_key(burst, mask, in_port):
+    """Bursts big enough to be compared a word of every frame at a time."""
+    _check(burst, mask, in_port)
+
+
+def _check(burst: list, mask: int, in_port: int) -> None:
     got = shared_key(burst, in_port, mask)
     keys = extract_keys(burst, in_port)
     if got is not None:
@@ -69,5 +93,5 @@ def test_a_shared_key_is_every_frames_key_under_the_mask(burst, mask, in_port):
        st.integers(2, 12))
 def test_copies_of_a_fast_path_frame_share_their_key(proto, payload, mask, n):
     frame = ip_frame(proto, payload, 0, 0x45, 0, 5) + bytes(8)
-    burst = [bytes(bytearray(frame)) for _ in range(n)]
-    assert shared_key(burst, 3, mask) == extract_keys(burst[:1], 3)[0]
+    for burst in ([bytes(bytearray(frame)) for _ in range(n)], [frame] * (16 * n)):
+        assert shared_key(burst, 3, mask) == extract_keys(burst[:1], 3)[0]
