@@ -33,7 +33,7 @@ from ovsd.dpif.megaflow import MegaflowCache
 from ovsd.dpif.simple_match import IPV4_NOFRAG, SimpleMatch, simple_key, uniform_ipv4
 from ovsd.netdev.base import Netdev
 from ovsd.packet import key as K
-from ovsd.packet.parse import extract_keys, shared_key
+from ovsd.packet.parse import OneLengthBurst, extract_keys, shared_key
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +137,11 @@ class Datapath:
         self._folded = 0.0
         # The batch that took a whole burst of frames of one length (simple
         # match or one megaflow) in the current process(): its bytes are
-        # counted by a product rather than a pass over it.
-        self._whole: list | None = None
+        # counted by a product rather than a pass over it, and it goes out
+        # as a OneLengthBurst (a vhost port then lays it out without
+        # measuring the frames) unless other frames joined it on the way.
+        self._whole: OneLengthBurst | None = None
+        self._whole_len = 0
 
     # -- ports ----------------------------------------------------------------
 
@@ -261,6 +264,11 @@ class Datapath:
                         outputs[port] = list(batch)
                     else:
                         out.extend(batch)
+        if whole is not None and len(whole) != self._whole_len:
+            # Other flows' frames were added to it: no longer of one length.
+            for port, out in outputs.items():
+                if out is whole:
+                    outputs[port] = list(out)
         self.transmit(outputs)
         if self.eager_stats:
             for flow in batches:
@@ -285,7 +293,9 @@ class Datapath:
             for mask, table in tables:
                 flow = table.get(ipv4 & mask)
                 if flow is not None:
-                    batches[flow] = self._whole = list(frames)  # the caller keeps its list
+                    # The caller keeps its list; uniform_ipv4 saw one length.
+                    batches[flow] = self._whole = OneLengthBurst(frames)
+                    self._whole_len = len(frames)
                     self.stats.n_packets += len(frames)
                     self.stats.n_simple_hit += len(frames)
                     return []
@@ -373,7 +383,8 @@ class Datapath:
                 batch = batches.get(flow)
                 if batch is None:
                     # The caller keeps its list; shared_key saw one length.
-                    batches[flow] = self._whole = list(frames)
+                    batches[flow] = self._whole = OneLengthBurst(frames)
+                    self._whole_len = len(frames)
                 else:
                     batch.extend(frames)
                 return True

@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 
 from ovsd.netdev.base import NetdevStats
+from ovsd.packet.parse import OneLengthBurst
 
 
 class Sink:
@@ -14,8 +15,16 @@ class Sink:
     def __init__(self):
         self.stats = NetdevStats()
         self.bursts: list[list] = []
+        #: per burst, whether it came as a OneLengthBurst
+        self.one_length: list[bool] = []
 
     def tx_burst(self, qid: int, frames: list) -> int:
+        # A vhost port trusts the type: frames of several lengths in it
+        # would be laid out wrong (kcopy.py).
+        marked = type(frames) is OneLengthBurst
+        assert not marked or len(set(map(len, frames))) <= 1, \
+            "a OneLengthBurst holding frames of several lengths reached a port"
+        self.one_length.append(marked)
         self.bursts.append(list(frames))
         return len(frames)
 

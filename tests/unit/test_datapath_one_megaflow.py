@@ -9,6 +9,7 @@ from ovsd.dpif import datapath as datapath_mod
 from ovsd.dpif.datapath import Datapath, Upcall
 from ovsd.dpif.odp_actions import output
 from ovsd.packet import key as K
+from ovsd.packet.parse import OneLengthBurst
 from tests.support.datapath import Sink, udp_frame
 
 F = K.FIELDS
@@ -116,3 +117,52 @@ def test_a_shared_key_without_a_megaflow_goes_up_once():
     dp.process(1, frames)
     assert sink.sent[-32:] == frames
     assert dp.stats.n_upcalls == 1 and dp.stats.n_megaflow_hit == 31
+
+
+# -- what the output port is handed ---------------------------------------------------------
+
+def test_a_whole_burst_leaves_marked_as_one_length():
+    dp, sink = switch([L2_MASK])
+    dp.process(1, stream(1))
+    sink.one_length.clear()
+    dp.process(1, stream(32))                        # one megaflow for the burst
+    mixed = stream(8)
+    mixed[3] = udp_frame(7, pad=30)                  # another length: the per-frame walk
+    dp.process(1, mixed)
+    assert sink.one_length == [True, False]
+
+
+def test_simple_match_whole_bursts_leave_marked_and_mixed_ones_do_not():
+    dp = Datapath(lambda key, frame: Upcall((output(2),), F["in_port"].mask))
+    sink = Sink()
+    dp.add_port("p1", Sink(), 1)
+    dp.add_port("p2", sink, 2)
+    dp.process(1, stream(1))                         # installs the in_port flow
+    sink.one_length.clear()
+    dp.process(1, stream(16))
+    assert dp.stats.n_simple_hit >= 16
+    dp.process(1, stream(4) + [udp_frame(9, pad=30)])
+    assert sink.one_length == [True, False]
+
+
+def test_a_whole_batch_that_other_frames_join_leaves_unmarked(monkeypatch):
+    """Whatever order process() meets its batches in: once frames of another
+    flow are added to the whole burst's output list, it is a plain list."""
+    dp, sink = switch([L2_MASK])
+    dp.process(1, stream(1))
+    dp.process(1, [to(9, udp_frame(5, pad=30))])     # a second flow, also to port 2
+    first, second = sorted(dp.flows(), key=lambda f: f.n_bytes)
+    whole = stream(8)
+    other = udp_frame(6, pad=30)
+
+    def walk(in_port, frames, tables, batches):
+        batches[first] = dp._whole = OneLengthBurst(whole)   # met first this time
+        dp._whole_len = len(whole)
+        batches[second] = [other]
+        return []
+    monkeypatch.setattr(dp.simple, "tables", lambda in_port: ())
+    monkeypatch.setattr(dp, "_simple_walk", walk)
+    sink.bursts.clear()
+    sink.one_length.clear()
+    dp.process(1, whole + [other])
+    assert sink.bursts == [whole + [other]] and sink.one_length == [False]
