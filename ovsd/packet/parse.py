@@ -333,7 +333,7 @@ def _all_agree(joined: bytes, size: int, n: int, first, positions: tuple[int, ..
         stride = size // k
         for w, inside in words:
             at = w * k
-            if view[w::stride] != memoryview(first[at:at + k] * n).cast(fmt):
+            if view[w::stride] != memoryview(bytes(first[at:at + k]) * n).cast(fmt):
                 # Some byte of the word differs: maybe not one of ours.
                 for i in inside:
                     if joined[i::size].count(first[i]) != n:

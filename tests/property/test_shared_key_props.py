@@ -93,5 +93,7 @@ def _check(burst: list, mask: int, in_port: int) -> None:
        st.integers(2, 12))
 def test_copies_of_a_fast_path_frame_share_their_key(proto, payload, mask, n):
     frame = ip_frame(proto, payload, 0, 0x45, 0, 5) + bytes(8)
-    for burst in ([bytes(bytearray(frame)) for _ in range(n)], [frame] * (16 * n)):
+    # frames may be bytes, bytearrays or memoryviews (extract_key takes all three)
+    for burst in ([bytes(bytearray(frame)) for _ in range(n)], [frame] * (16 * n),
+                  [bytearray(frame)] * (16 * n), [memoryview(frame)] * (16 * n)):
         assert shared_key(burst, 3, mask) == extract_keys(burst[:1], 3)[0]
