@@ -9,7 +9,7 @@ import struct
 import pytest
 
 from ovsd.netdev.vhost_user import kcopy
-from ovsd.netdev.vhost_user.vring import VRING_DESC_F_WRITE, RingCounters
+from ovsd.netdev.vhost_user.vring import VRING_DESC_F_WRITE, RingCounters, iovecs
 from ovsd.packet.parse import OneLengthBurst
 from tests.support.virtq_driver import GuestRam, VirtqDriver
 
@@ -17,8 +17,10 @@ DESC = struct.Struct("<QIHH")
 HDR = bytes(10) + (1).to_bytes(2, "little")
 
 
-def _raw(addrs, ln=2048, flags=VRING_DESC_F_WRITE):
-    return int.from_bytes(b"".join(DESC.pack(a, ln, flags, 7) for a in addrs), "little")
+def _iov(addrs, delta, length):
+    """The iovecs a ring makes of write descriptors at guest ``addrs``."""
+    raw = b"".join(DESC.pack(a, 2048, VRING_DESC_F_WRITE, 7) for a in addrs)
+    return iovecs(int.from_bytes(raw, "little"), len(addrs), delta, length)
 
 
 @pytest.mark.parametrize("gpa_base", [0, 0x1_4000_0000])
@@ -28,10 +30,9 @@ def test_scatter_puts_each_piece_at_its_buffer(gpa_base):
         try:
             offsets = [0x8000, 0x100, 0x3000, 0x2f00, 0xfff0 - 76]  # any order
             pieces = [bytes([i + 1]) * 76 for i in range(len(offsets))]
-            x = _raw([gpa_base + o for o in offsets])
+            iov = _iov([gpa_base + o for o in offsets], where - gpa_base, 76)
             data = b"".join(pieces)
-            assert kcopy.copier().scatter(x, len(offsets), where - gpa_base, 76,
-                                          data[12:], head=data[:12])
+            assert kcopy.copier().scatter(iov, len(offsets), 76, data[12:], head=data[:12])
             for o, piece in zip(offsets, pieces):
                 assert mm[o:o + 76] == piece
             untouched = bytearray(mm)
@@ -45,17 +46,17 @@ def test_scatter_puts_each_piece_at_its_buffer(gpa_base):
 def test_scatter_refuses_what_it_cannot_do_in_one_call_and_writes_nothing():
     with mmap.mmap(-1, 1 << 16) as mm:
         held, where = kcopy.anchor(mm)
-        x = _raw([0, 4096])
-        assert not kcopy.copier().scatter(x, 2, where, 76, bytes(151))
-        assert not kcopy.copier().scatter(x, 2, where, 76, bytes(140), head=bytes(11))
+        iov = _iov([0, 4096], where, 76)
+        assert not kcopy.copier().scatter(iov, 2, 76, bytes(151))
+        assert not kcopy.copier().scatter(iov, 2, 76, bytes(140), head=bytes(11))
         big = kcopy.STAGE_BYTES // 2 + 1
-        assert not kcopy.copier().scatter(x, 2, where, big, bytes(2 * big))
+        assert not kcopy.copier().scatter(_iov([0, 4096], where, big), 2, big, bytes(2 * big))
         n = kcopy.MAX_IOVECS + 1   # more iovecs than one call may take
-        x = _raw([16 * i for i in range(n)])
-        assert not kcopy.copier().scatter(x, n, where, 16, bytes(16 * n))
+        iov = _iov([16 * i for i in range(n)], where, 16)
+        assert not kcopy.copier().scatter(iov, n, 16, bytes(16 * n))
         assert mm[:] == bytes(len(mm))
         n -= 1
-        assert kcopy.copier().scatter(_raw([16 * i for i in range(n)]), n, where, 16,
+        assert kcopy.copier().scatter(_iov([16 * i for i in range(n)], where, 16), n, 16,
                                       b"\xa5" * 16 * n)
         assert mm[:16 * n] == b"\xa5" * 16 * n
         del held
@@ -64,7 +65,7 @@ def test_scatter_refuses_what_it_cannot_do_in_one_call_and_writes_nothing():
 def test_an_address_the_kernel_cannot_write_reports_false():
     # Page 0 is never mapped: preadv fails with EFAULT instead of the
     # process faulting, and the caller falls back.
-    assert not kcopy.copier().scatter(_raw([16, 4096]), 2, 0, 76, bytes(152))
+    assert not kcopy.copier().scatter(_iov([16, 4096], 0, 76), 2, 76, bytes(152))
 
 
 def test_a_forked_child_gets_its_own_staging_file():

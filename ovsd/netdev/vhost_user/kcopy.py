@@ -9,11 +9,8 @@ buffers: the kernel's copy loop keeps many of those line transfers in
 flight at once, where the interpreter waits for them one store at a time.
 
 The iovec array is the burst's raw descriptors themselves, turned into
-iovecs by whole-burst integer operations: a descriptor is 16 bytes, {u64
-addr, u32 len, u16 flags, u16 next}, and so is an iovec, {u64 base, u64
-len}; keeping the address bits, adding the guest-to-process address delta
-to each 128-bit lane and the copy length to each lane's upper word gives the
-array, with no work per frame.
+iovecs by whole-burst integer operations (vring's iovecs()), with no work
+per frame.
 
 Addresses handed to the kernel are raw, so the caller proves each buffer lies
 inside one mapped region first (vring's all_within), and holds an export of
@@ -43,8 +40,6 @@ MAX_PIECE = 300
 STAGE_BYTES = 1 << 21
 MAX_IOVECS = 1024
 
-_U64_LANE = 0xFFFF_FFFF_FFFF_FFFF
-
 
 def _preadv():
     try:
@@ -68,7 +63,7 @@ def anchor(mm: mmap.mmap) -> tuple[ctypes.c_char, int]:
 class BurstCopier:
     """The staging file of one process; ``scatter`` is its one operation."""
 
-    __slots__ = ("_fd", "_stage", "_consts", "_masks")
+    __slots__ = ("_fd", "_stage")
 
     def __init__(self) -> None:
         self._fd = os.memfd_create("ovsd-vhost-stage", os.MFD_CLOEXEC)
@@ -78,39 +73,17 @@ class BurstCopier:
         except BaseException:
             os.close(self._fd)
             raise
-        #: (n, delta, length) -> the constant added to every lane
-        self._consts: dict[tuple[int, int, int], int] = {}
-        #: n -> the address bits of n lanes
-        self._masks: dict[int, int] = {}
 
-    def scatter(self, x: int, n: int, delta: int, length: int, data: bytes,
+    def scatter(self, iov: bytes, n: int, length: int, data: bytes,
                 head: bytes = b"") -> bool:
         """Write ``head`` + ``data`` (n pieces of ``length`` bytes, one after the
-        other) to the n buffers whose raw descriptors are ``x`` (one
-        little-endian int), piece i at descriptor i's address + ``delta`` in
-        this process.  Every such range must be known to lie in a mapping the
-        caller anchors."""
+        other) through ``iov``, n iovecs of ``length`` bytes each (vring's
+        iovecs()).  Every iovec must be known to lie in a mapping the caller
+        anchors."""
         total = n * length
         start = len(head)
         if start + len(data) != total or total > STAGE_BYTES or n > MAX_IOVECS:
             return False
-        mask = self._masks.get(n)
-        if mask is None:
-            if len(self._masks) >= 64:
-                self._masks.clear()
-            mask = self._masks[n] = int.from_bytes(
-                _U64_LANE.to_bytes(16, "little") * n, "little")
-        key = (n, delta, length)
-        const = self._consts.get(key)
-        if const is None:
-            if len(self._consts) >= 64:
-                self._consts.clear()
-            # Every lane gets delta in its base word and length in its length
-            # word; the base stays within 0..2^64-1 because the caller checked
-            # each address + delta lies in a mapping.
-            ones = int.from_bytes((1).to_bytes(16, "little") * n, "little")
-            const = self._consts[key] = ones * (delta + (length << 64))
-        iov = ((x & mask) + const).to_bytes(n << 4, "little")
         self._stage[:start] = head
         self._stage[start:total] = data
         return _libc_preadv(self._fd, iov, n, 0) == total

@@ -198,6 +198,27 @@ def all_within(x: int, n: int, bounds: tuple[int, int]) -> bool:
     return (a + bounds[0]) & bit64 == bit64 and not (a + bounds[1]) & bit64
 
 
+_IOV_LANES: dict[tuple[int, int, int], int] = {}
+
+
+def iovecs(x: int, n: int, delta: int, length: int) -> bytes:
+    """n raw descriptors, read as one little-endian int ``x``, as n iovecs of
+    ``length`` bytes at each descriptor's address + ``delta``.  A descriptor
+    is 16 bytes, {u64 addr, u32 len, u16 flags, u16 next}, and so is an
+    iovec, {u64 base, u64 len}: keeping each lane's address bits and adding
+    delta to them and length above them makes the array.  The caller has
+    checked every address + delta lies in a mapping, so no base leaves
+    0..2^64-1 and no lane spills into the next."""
+    amask, _, ones = _lanes(n)
+    key = (n, delta, length)
+    add = _IOV_LANES.get(key)
+    if add is None:
+        if len(_IOV_LANES) >= 64:
+            _IOV_LANES.clear()
+        add = _IOV_LANES[key] = ones * (delta + (length << 64))
+    return ((x & amask) + add).to_bytes(n << 4, "little")
+
+
 #: The address's high word and the length of a descriptor (bytes 4 to 11).
 _HI_LEN = Struct("<II")
 _LOWS: dict[int, Struct] = {}
@@ -237,8 +258,9 @@ def plain_one_shape(raw: bytes, n: int) -> bool:
         if len(_NO_FLAGS) >= 64:
             _NO_FLAGS.clear()
         zeros = _NO_FLAGS[n] = memoryview(bytes(2 * n)).cast("H")
-    words = memoryview(raw).cast("I")
-    return (memoryview(raw).cast("H")[6::8] == zeros
+    view = memoryview(raw)
+    words = view.cast("I")
+    return (view.cast("H")[6::8] == zeros
             and words[1::4] == memoryview(raw[4:8] * n).cast("I")
             and words[2::4] == memoryview(raw[8:12] * n).cast("I"))
 
@@ -738,7 +760,8 @@ class SplitVring:
         held = self._anchors.get(span[0])
         if held is None:
             held = self._anchors[span[0]] = kcopy.anchor(span[3])
-        return copier.scatter(x, n, held[1] + span[2], need, rest, head=hdr)
+        return copier.scatter(iovecs(x, n, held[1] + span[2], need), n, need, rest,
+                              head=hdr)
 
     def _raise_bad_head(self, first: int, heads: tuple[int, ...]) -> None:
         num = self.num
